@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="condense",
+    version="0.1.0",
+    description="Dataset distillation toolkit: synthesize, evaluate and audit tiny synthetic training sets.",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["condense", "condense.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "kornia>=0.7",
+        "h5py>=3.8",
+        "rich>=13",
+        "faiss-cpu>=1.7.4",
+        "mlxtend>=0.22",
+        "scikit-learn>=1.2",
+        "matplotlib>=3.7",
+        "numpy>=1.24",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-xdist>=3"],
+        "gpu": ["faiss-gpu>=1.7.2"],
+    },
+    entry_points={"console_scripts": ["condense=condense.cli:main"]},
+)
