@@ -1,0 +1,202 @@
+"""The `condense` command: a thin layer over the Python API.
+
+Bad input prints one sentence on stderr and exits with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+from .errors import CondenseError
+
+DEFAULT_OUT = os.path.join("synth_sets", "{dataset}_{method}_ipc{ipc}.h5")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one sentence and exit 2 (argparse's own code)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CondenseError(f"{message[0].upper()}{message[1:].rstrip('.')} (see `{self.prog} --help`).")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# ---- datasets -------------------------------------------------------------------------------
+def cmd_datasets(args) -> int:
+    from rich.table import Table
+
+    from .data import list_datasets
+
+    table = Table(title="Datasets")
+    for col in ("name", "shape", "classes", "needs --data-root", "description"):
+        table.add_column(col)
+    for info in list_datasets():
+        table.add_row(info.name, "×".join(map(str, info.image_shape)) if info.image_shape else "any",
+                      str(info.num_classes or "any"), "yes" if info.needs_root else "no", info.description)
+    _console().print(table)
+    return 0
+
+
+# ---- distill --------------------------------------------------------------------------------
+_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip")
+
+
+def cmd_distill(args) -> int:
+    from .synth import distill
+
+    out = args.out or DEFAULT_OUT.format(dataset=args.dataset.replace(":", "_").replace("/", "_"),
+                                         method=args.method, ipc=args.ipc)
+    options = {k: getattr(args, k) for k in _METHOD_OPTIONS if getattr(args, k) is not None}
+    options["flip"] = options.get("flip") or None  # absent flag: keep the method's preset
+    model_args = json.loads(args.model_args) if args.model_args else None
+    synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
+                    checkpoint_every=args.checkpoint_every, data_root=args.data_root, model=args.model,
+                    model_args=model_args, seed=args.seed, device=args.device, max_per_class=args.max_per_class,
+                    **options)
+    if not args.quiet:
+        _console().print(f"Wrote [bold]{out}[/]: {synth.images.shape[0]} images "
+                         f"({synth.ipc} per class, {synth.method}, {synth.iterations_done} iterations).")
+    return 0
+
+
+# ---- eval -----------------------------------------------------------------------------------
+def results_table(reports: Sequence[dict[str, Any]]):
+    from rich.table import Table
+
+    proto = reports[0]["protocol"]
+    table = Table(title=f"Test accuracy (%), protocol '{proto['name']}' ({proto['epochs']} epochs), "
+                        f"mean ± std over {len(next(iter(reports[0]['results'].values()))['runs'])} runs")
+    table.add_column("set")
+    models = list(reports[0]["results"])
+    for m in models:
+        table.add_column(m, justify="right")
+        table.add_column(f"{m} best-ckpt", justify="right", style="dim")
+    for rep in reports:
+        cells = []
+        for m in models:
+            r = rep["results"][m]
+            cells += [f"{r['mean']:.2f} ± {r['std']:.2f}", f"{r['best_mean']:.2f} ± {r['best_std']:.2f}"]
+        table.add_row(os.path.basename(rep["set"]) or rep["method"], *cells)
+    return table
+
+
+def cmd_eval(args) -> int:
+    from .evaluator import evaluate
+    from .store import SynthSet, atomic_write
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    sets = [(path, SynthSet.load(path)) for path in args.sets]
+    reports = []
+    for path, synth in sets:
+        reports.append(evaluate(synth, models=models, runs=args.runs, protocol=args.protocol, epochs=args.epochs,
+                                dataset=args.dataset, data_root=args.data_root, device=args.device,
+                                seed=args.seed, set_name=path))
+    _console().print(results_table(reports))
+    if args.json:
+        payload = reports[0] if len(reports) == 1 else {"sets": reports}
+        atomic_write(args.json, lambda tmp: open(tmp, "w").write(json.dumps(payload, indent=2)))
+    return 0
+
+
+# ---- show -----------------------------------------------------------------------------------
+def cmd_show(args) -> int:
+    from rich.table import Table
+
+    from .store import SynthSet, save_grid
+
+    synth = SynthSet.load(args.set)
+    table = Table(title=args.set, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = [("method", synth.method), ("dataset", synth.dataset), ("images", str(synth.images.shape[0])),
+            ("image shape", "×".join(map(str, synth.image_shape))), ("IPC", str(synth.ipc)),
+            ("classes", f"{synth.num_classes}: {', '.join(synth.class_names)}"),
+            ("labels", "soft" if synth.soft_labels else "hard"), ("seed", str(synth.seed)),
+            ("iterations", str(synth.iterations_done)),
+            ("learned lr", "-" if synth.lr is None else f"{float(synth.lr):.6g}"),
+            ("ZCA", "yes" if synth.zca_matrix is not None else "no"), ("created", synth.created),
+            ("versions", ", ".join(f"{k} {v}" for k, v in synth.versions.items()))]
+    method_cfg = synth.config.get("method_config", {})
+    rows += [(f"  {k}", str(v)) for k, v in sorted(method_cfg.items())]
+    for k, v in rows:
+        table.add_row(k, v)
+    png = args.png or os.path.splitext(args.set)[0] + ".png"
+    save_grid(synth, png)
+    console = _console()
+    console.print(table)
+    console.print(f"Grid written to [bold]{png}[/]")
+    return 0
+
+
+# ---- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="condense", description="Dataset distillation: distil, evaluate and inspect synthetic sets.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    sub.add_parser("datasets", help="list the datasets condense can read").set_defaults(func=cmd_datasets)
+
+    d = sub.add_parser("distill", help="learn a synthetic set")
+    d.add_argument("--method", default="dm", help="dm, random (see README for all)")
+    d.add_argument("--dataset", default="mnist5k")
+    d.add_argument("--data-root", default=None, help="folder holding on-disk datasets (cifar10, mnist, ...)")
+    d.add_argument("--ipc", type=int, default=10, help="images per class")
+    d.add_argument("--iterations", type=int, default=None, help="outer iterations (default: the method's preset)")
+    d.add_argument("--model", default="ConvNet")
+    d.add_argument("--model-args", default=None, help='JSON of model overrides, e.g. \'{"width": 64}\'')
+    d.add_argument("--lr-img", type=float, default=None)
+    d.add_argument("--batch-real", type=int, default=None)
+    d.add_argument("--init", default=None, help="real | noise")
+    d.add_argument("--flip", action="store_true", help="FYI flip plug-in")
+    d.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default=None, help=f"output .h5 (default {DEFAULT_OUT})")
+    d.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    d.add_argument("--checkpoint-every", type=int, default=25)
+    d.add_argument("--device", default="auto")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_distill)
+
+    e = sub.add_parser("eval", help="train fresh networks on sets and report test accuracy")
+    e.add_argument("sets", nargs="+", metavar="SET.h5")
+    e.add_argument("--models", default="ConvNet", help="comma-separated architectures")
+    e.add_argument("--runs", type=int, default=3)
+    e.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    e.add_argument("--protocol", default="standard")
+    e.add_argument("--dataset", default=None, help="evaluate on this dataset instead of the set's own")
+    e.add_argument("--data-root", default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", default=None, help="write the results here")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("show", help="print a set's metadata and write its image grid")
+    s.add_argument("set", metavar="SET.h5")
+    s.add_argument("--png", default=None, help="grid path (default: beside the set)")
+    s.set_defaults(func=cmd_show)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 2
+        return args.func(args)
+    except CondenseError as err:
+        print(f"condense: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("condense: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Synthesizers behind one interface, and the `distill` entry point."""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from ..data import ImageDataset, RealSampler, load_dataset
+from ..device import resolve_device
+from ..errors import CondenseError
+from ..store import SynthSet
+from . import dm, random_subset  # noqa: F401  (register the methods)
+from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, get_method, list_methods,
+                   register_method)
+from .driver import DriverOptions, checkpoint_path, run
+
+__all__ = ["distill", "prepare", "list_methods", "get_method", "register_method", "Synthesizer",
+           "MethodConfig", "RunConfig", "RunContext", "DriverOptions", "checkpoint_path"]
+
+
+def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *, data_root: Optional[str] = None,
+            model: str = "ConvNet", model_args: Optional[dict[str, Any]] = None, seed: int = 0,
+            device: str = "auto", max_per_class: Optional[int] = None, **method_options: Any) -> Synthesizer:
+    """Validate the request, load the data and build the method, ready for the driver.
+
+    ``dataset`` is a registry name or an already loaded ImageDataset (benchmarks, notebooks).
+    """
+    cls = get_method(method)
+    name = dataset.name if isinstance(dataset, ImageDataset) else dataset
+    if method_options.get("flip") and not cls.supports_flip:
+        raise CondenseError(f"--flip is not supported by method '{method}'; it works with: "
+                            f"{', '.join(m for m in list_methods() if get_method(m).supports_flip)}.")
+    if ipc < 1:
+        raise CondenseError(f"IPC must be a positive number of images per class, got {ipc}.")
+    cfg = build_config(method, name, ipc, method_options)
+    if cls.iterative and cfg.iterations < 1:
+        raise CondenseError(f"Iterations must be a positive number, got {cfg.iterations}.")
+    dev = resolve_device(device)
+    if isinstance(dataset, ImageDataset):
+        data = dataset.to(dev)
+    else:
+        data = load_dataset(dataset, root=data_root, max_per_class=max_per_class, device=dev)
+    smallest = min(data.class_counts())
+    if ipc > smallest:
+        raise CondenseError(f"IPC {ipc} is larger than the smallest class of {name} ({smallest} training images).")
+    run_cfg = RunConfig(dataset=name, data_root=data_root, ipc=ipc, model=model, model_args=dict(model_args or {}),
+                        seed=seed, max_per_class=max_per_class)
+    ctx = RunContext(run=run_cfg, dataset=data, sampler=RealSampler(data, dev), device=dev)
+    ctx.new_model()  # fail now, with one sentence, on an unknown model or a bad input size
+    return cls(cfg, ctx)
+
+
+def distill(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *, out: Optional[str] = None,
+            resume: bool = False, quiet: bool = True, checkpoint_every: int = 25, on_step=None,
+            **options: Any) -> SynthSet:
+    """Distil ``dataset`` into ``ipc`` images per class with ``method``; returns the SynthSet.
+
+    ``options`` are run options (data_root, model, model_args, seed, device, max_per_class) and
+    method hyper-parameters (e.g. iterations, lr_img, batch_real, init, flip). With ``out`` the
+    set is saved there and checkpoints go beside it, so ``resume=True`` continues a killed run.
+    """
+    synthesizer = prepare(method, dataset, ipc, **options)
+    iterations = synthesizer.cfg.iterations
+    return run(synthesizer, iterations, DriverOptions(out=out, checkpoint_every=checkpoint_every, resume=resume,
+                                                      quiet=quiet, on_step=on_step))

@@ -1,0 +1,78 @@
+"""Distribution matching (DM, Zhao & Bilen 2023): match per-class mean embeddings of real and
+synthetic images under a fresh, frozen random network each iteration (METHODS.md §2).
+
+Speed: all classes go through the network in one forward pass (instance norm is per sample, so
+the maths is unchanged), with one siamese DSA draw per class and the real side under no_grad.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..augment import DSA, DSAConfig, class_siamese, hflip_concat
+from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
+from .init import initial_images
+from .matching import class_means, frozen
+
+
+@dataclass
+class DMConfig(MethodConfig):
+    iterations: int = 150
+    lr_img: float = 1.0
+    momentum: float = 0.5
+    batch_real: int = 256
+    init: str = "real"
+    dsa: bool = True
+    flip: bool = False  # FYI plug-in: match [S; hflip(S)] on the synthetic side
+
+
+class PixelSynthesizer(Synthesizer):
+    """Shared set-up for methods that learn pixels with SGD from a real or noise init."""
+
+    supports_flip = True
+
+    def init(self):
+        ctx, cfg = self.ctx, self.cfg
+        gen = make_generator(iteration_seed(ctx.run.seed, -1))
+        images, labels = initial_images(ctx.sampler, ctx.dataset.num_classes, ctx.run.ipc, cfg.init, gen, ctx.device)
+        images.requires_grad_(True)
+        self.optimizer = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum)
+        strategy = ctx.dataset.dsa_strategy
+        self.dsa = DSA(DSAConfig(strategy=strategy, flip_first=cfg.flip and "flip" in strategy))
+        self.synth = self.new_synthset(images, labels)
+        return self.synth
+
+    def synthetic_batch(self):
+        images, labels = self.synth.images, self.synth.labels
+        return hflip_concat(images, labels) if self.cfg.flip else (images, labels)
+
+    def state_dict(self):
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+@register_method
+class DM(PixelSynthesizer):
+    name = "dm"
+    config_cls = DMConfig
+
+    def step(self, it):
+        ctx, cfg = self.ctx, self.cfg
+        k = ctx.dataset.num_classes
+        gen = make_generator(iteration_seed(ctx.run.seed, it))
+        net = frozen(ctx.new_model())
+        real_x, real_y = ctx.sampler.sample_classes(cfg.batch_real, gen)
+        syn_x, syn_y = self.synthetic_batch()
+        if cfg.dsa:
+            real_x, syn_x = class_siamese(self.dsa, real_x, real_y, syn_x, syn_y, k, gen)
+        with torch.no_grad():
+            real_mean = class_means(net.embed(real_x), real_y, k)
+        syn_mean = class_means(net.embed(syn_x), syn_y, k)
+        loss = ((real_mean - syn_mean) ** 2).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}

@@ -1,0 +1,99 @@
+"""Every listed bad input: exit status 2, one sentence on stderr, no traceback."""
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from condense.cli import main
+from condense.store import _checksum
+
+FAST = ["--model-args", '{"width": 8}', "--device", "cpu", "--quiet"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_sentence(code, err, *needles):
+    assert code == 2, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle.lower() in err.lower(), err
+
+
+@pytest.fixture
+def good_set(tmp_path, capsys):
+    out = str(tmp_path / "ok.h5")
+    code, _, err = run_cli(capsys, "distill", "--method", "random", "--dataset", "digits", "--ipc", "2",
+                           "--out", out, *FAST)
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["distill", "--dataset", "cifar10", "--data-root", "/nonexistent/x"], ["cifar10", "/nonexistent/x"]),
+    (["distill", "--dataset", "cifar10"], ["--data-root"]),
+    (["distill", "--dataset", "nosuchset"], ["Unknown dataset 'nosuchset'"]),
+    (["distill", "--dataset", "digits", "--method", "nosuchmethod"], ["Unknown method 'nosuchmethod'"]),
+    (["distill", "--dataset", "digits", "--model", "NoSuchNet"], ["Unknown model 'NoSuchNet'"]),
+    (["distill", "--dataset", "digits", "--ipc", "1000"], ["IPC 1000", "smallest class"]),
+    (["distill", "--dataset", "digits", "--iterations", "0"], ["Iterations must be a positive"]),
+    (["distill", "--dataset", "digits", "--iterations", "-3"], ["Iterations must be a positive"]),
+    (["distill", "--dataset", "digits", "--ipc", "0"], ["IPC must be a positive"]),
+    (["distill", "--dataset", "digits", "--method", "random", "--flip"], ["--flip is not supported"]),
+    (["distill", "--dataset", "digits", "--ipc", "ten"], ["invalid int value"]),
+    (["eval", "/nonexistent/set.h5"], ["does not exist"]),
+    (["show", "/nonexistent/set.h5"], ["does not exist"]),
+    (["nosuchcommand"], ["invalid choice"]),
+])
+def test_bad_input_exits_2_with_one_sentence(capsys, argv, needles):
+    extra = FAST if argv[0] == "distill" else []
+    code, _, err = run_cli(capsys, *argv, *extra)
+    assert_one_sentence(code, err, *needles)
+
+
+def test_corrupt_set(tmp_path, capsys, good_set):
+    data = open(good_set, "rb").read()
+    open(good_set, "wb").write(data[: len(data) // 3])
+    for command in ("eval", "show"):
+        code, _, err = run_cli(capsys, command, good_set)
+        assert_one_sentence(code, err, "corrupt or truncated")
+
+
+def test_nan_pixels_in_a_set(capsys, good_set):
+    with h5py.File(good_set, "r+") as f:
+        images = f["images"][()]
+        images[0, 0, 0, 0] = np.nan
+        f["images"][...] = images
+        f.attrs["checksum"] = _checksum({"images": images, "labels": f["labels"][()]})
+    code, _, err = run_cli(capsys, "eval", good_set, "--epochs", "1", "--runs", "1")
+    assert_one_sentence(code, err, "NaN")
+
+
+def test_eval_unknown_model(capsys, good_set):
+    code, _, err = run_cli(capsys, "eval", good_set, "--models", "ConvNet,NoSuchNet", "--epochs", "1")
+    assert_one_sentence(code, err, "Unknown model 'NoSuchNet'")
+
+
+def test_eval_show_and_json(tmp_path, capsys, good_set):
+    js = str(tmp_path / "r.json")
+    code, out, err = run_cli(capsys, "eval", good_set, "--epochs", "2", "--runs", "2", "--json", js, "--device", "cpu")
+    assert code == 0, err
+    import json
+    report = json.load(open(js))
+    conv = report["results"]["ConvNet"]
+    assert len(conv["runs"]) == 2 and 0 <= conv["mean"] <= 100 and report["protocol"]["epochs"] == 2
+    assert "ConvNet" in out
+    code, out, err = run_cli(capsys, "show", good_set, "--png", str(tmp_path / "g.png"))
+    assert code == 0 and (tmp_path / "g.png").exists() and "random" in out
+
+
+def test_console_script_has_no_traceback():
+    done = subprocess.run([sys.executable, "-m", "condense.cli", "distill", "--dataset", "nosuchset"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
