@@ -7,6 +7,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from condense.errors import CondenseError
 from condense.models import create_model, has_batchnorm, list_models, register_model
 from condense.models import registry
+from condense.models.layers import AvgPool2x2
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 # Families that take a `width` option; shrink them so the full-registry sweep stays fast.
@@ -68,7 +69,7 @@ def test_convnet_structure_is_official():
         assert block.conv.kernel_size == (3, 3) and block.conv.out_channels == 128
         assert isinstance(block.norm, nn.GroupNorm)
         assert block.norm.num_groups == block.norm.num_channels == 128 and block.norm.affine
-        assert isinstance(block.act, nn.ReLU) and isinstance(block.pool, nn.AvgPool2d)
+        assert isinstance(block.act, nn.ReLU) and isinstance(block.pool, AvgPool2x2)
     assert net.classifier.in_features == 2048
     layer = create_model("ConvNetLN", 1, 10, (28, 28), width=8)
     assert [tuple(b.norm.normalized_shape) for b in layer.blocks] == [(8, 32, 32), (8, 16, 16), (8, 8, 8)]
@@ -191,3 +192,12 @@ def test_double_backward_through_gradient_matching(name):
     match = sum(((a - b) ** 2).sum() for a, b in zip(g_syn, g_real))
     (img_grad,) = torch.autograd.grad(match, syn_x)
     assert torch.isfinite(img_grad).all() and img_grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 1, 5, 4)])
+def test_fast_avg_pool_equals_avg_pool2d(shape):
+    x = torch.randn(*shape, requires_grad=True)
+    ours, ref = AvgPool2x2()(x), torch.nn.functional.avg_pool2d(x, 2)
+    g_ours, = torch.autograd.grad(ours.square().sum(), x)
+    g_ref, = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.allclose(ours, ref, atol=1e-6) and torch.allclose(g_ours, g_ref, atol=1e-6)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional
 
+import torch
 import torch.nn as nn
 
 from ..errors import CondenseError
@@ -29,8 +30,20 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "swish": nn.SiLU,
 }
 
+class AvgPool2x2(nn.Module):
+    """``nn.AvgPool2d(2, 2)`` (floor mode), computed as two strided pair sums.
+
+    Same values, but on CPU it runs about 5x faster than the avg_pool2d kernel, which was
+    a fifth of a DM iteration (see scripts/bench.py)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        rows = x[..., 0:h:2, :w] + x[..., 1:h:2, :w]
+        return (rows[..., 0::2] + rows[..., 1::2]) * 0.25
+
+
 POOLS: dict[str, Callable[[], nn.Module]] = {
-    "avg": lambda: nn.AvgPool2d(kernel_size=2, stride=2),
+    "avg": AvgPool2x2,
     "max": lambda: nn.MaxPool2d(kernel_size=2, stride=2),
     "none": nn.Identity,
 }

@@ -2,7 +2,7 @@
 synthetic images under a fresh, frozen random network each iteration (METHODS.md §2).
 
 Speed: all classes go through the network in one forward pass (instance norm is per sample, so
-the maths is unchanged), with one siamese DSA draw per class and the real side under no_grad.
+the maths is unchanged), with one siamese DSA draw per class and the real side under no_grad in cache-sized chunks.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from ..augment import DSA, DSAConfig, class_siamese, hflip_concat
 from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
 from .init import initial_images
-from .matching import class_means, frozen
+from .matching import chunked, class_means, frozen
 
 
 @dataclass
@@ -68,8 +68,7 @@ class DM(PixelSynthesizer):
         syn_x, syn_y = self.synthetic_batch()
         if cfg.dsa:
             real_x, syn_x = class_siamese(self.dsa, real_x, real_y, syn_x, syn_y, k, gen)
-        with torch.no_grad():
-            real_mean = class_means(net.embed(real_x), real_y, k)
+        real_mean = class_means(chunked(net.embed, real_x), real_y, k)
         syn_mean = class_means(net.embed(syn_x), syn_y, k)
         loss = ((real_mean - syn_mean) ** 2).sum()
         self.optimizer.zero_grad(set_to_none=True)

@@ -123,12 +123,12 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
                     raise CondenseError(f"The {method.name} loss diverged (NaN or inf) at iteration {it + 1}{where}; "
                                         "lower the learning rate and resume or restart.")
                 bar.update(task, advance=1, loss=f"{stats.get('loss', float('nan')):.4g}")
-                if options.on_step:
-                    options.on_step(it + 1, stats)
                 done = it + 1
                 if ckpt and options.checkpoint_every > 0 and (done % options.checkpoint_every == 0 or done == iterations):
                     save_checkpoint(ckpt, method, done)
                     last_good = done
+                if options.on_step:  # after the checkpoint, so an interrupt here loses nothing
+                    options.on_step(done, stats)
     final = synth.detached()
     final.iterations_done = iterations if method.iterative else 0
     if options.out:
