@@ -1,4 +1,4 @@
-"""Differentiable siamese augmentation (DSA, Zhao & Bilen 2021) on torch ops.
+"""Differentiable siamese augmentation (DSA, Zhao & Bilen 2021) on kornia and torch ops.
 
 Parameters are sampled apart from their application (kornia style). That split is what makes
 siamese augmentation natural: draw once, apply the same draw to the real and the synthetic batch.
@@ -9,7 +9,8 @@ siamese augmentation natural: draw once, apply the same draw to the real and the
 - FYI (``flip_first``): a flip with p = 0.5 always comes first, then one other family.
 
 Values follow the official ``ParamDiffAug``. Every family is differentiable w.r.t. the pixels
-(crop/cutout/flip are index or mask operations; scale/rotate are bilinear ``grid_sample``).
+(crop/cutout/flip are index or mask operations; scale/rotate are kornia bilinear warps; color
+uses the official DSA formulas, which kornia's enhance ops do not reproduce).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from kornia.geometry.transform import homography_warp
 
 from .errors import CondenseError
 
@@ -227,10 +229,13 @@ def _flip(cfg: DSAConfig, x: torch.Tensor, p: DSAParams) -> torch.Tensor:
 
 
 def _warp(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Affine warp; ``a`` (B, 2, 2) maps output to input in normalised coordinates, as official."""
-    theta = torch.cat([a.to(x.dtype), torch.zeros(len(x), 2, 1, dtype=x.dtype, device=x.device)], 2)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    """Affine warp with kornia; ``a`` (B, 2, 2) maps output to input in normalised coordinates
+    (align_corners=True, zero padding), as the official ``F.affine_grid`` code does."""
+    h = torch.zeros(len(x), 3, 3, dtype=x.dtype, device=x.device)
+    h[:, :2, :2] = a.to(x.dtype)
+    h[:, 2, 2] = 1
+    return homography_warp(x, h, tuple(x.shape[-2:]), mode="bilinear", padding_mode="zeros",
+                           align_corners=True, normalized_coordinates=True)
 
 
 def _scale(cfg: DSAConfig, x: torch.Tensor, p: DSAParams) -> torch.Tensor:
