@@ -1,0 +1,126 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from condense.data import RealSampler, load_dataset
+from condense.data.registry import cap_per_class
+from condense.data.torchvision_sets import SPECS
+from condense.errors import CondenseError
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist5k")
+
+
+def test_mnist5k_split_is_fixed_and_balanced(mnist5k):
+    assert mnist5k.image_shape == (1, 28, 28) and mnist5k.num_classes == 10
+    assert mnist5k.class_counts() == [400] * 10
+    assert torch.bincount(mnist5k.test_y, minlength=10).tolist() == [100] * 10
+    again = load_dataset("mnist5k")
+    assert torch.equal(again.train_x, mnist5k.train_x) and torch.equal(again.test_y, mnist5k.test_y)
+    # train and test are disjoint images
+    train_keys = {hash(x.numpy().tobytes()) for x in mnist5k.train_x[:2000]}
+    assert not train_keys & {hash(x.numpy().tobytes()) for x in mnist5k.test_x}
+    # normalised with the MNIST statistics: pixel 0 maps to -mean/std
+    assert mnist5k.train_x.min().item() == pytest.approx(-0.1307 / 0.3081, abs=1e-4)
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(mnist5k.denormalize(mnist5k.normalize(x)), x, atol=1e-6)
+
+
+def test_digits_shape_and_names():
+    ds = load_dataset("digits")
+    assert ds.image_shape == (1, 8, 8) and ds.class_names == [str(i) for i in range(10)]
+    assert len(ds.test_x) > 0 and 0 < min(ds.class_counts())
+
+
+def test_cap_per_class_keeps_a_fixed_subset(mnist5k):
+    capped = cap_per_class(mnist5k, 7)
+    assert capped.class_counts() == [7] * 10
+    rows = {x.numpy().tobytes() for x in mnist5k.train_x}
+    assert all(x.numpy().tobytes() in rows for x in capped.train_x)
+    assert torch.equal(cap_per_class(mnist5k, 7).train_x, capped.train_x)
+    with pytest.raises(CondenseError, match="positive"):
+        cap_per_class(mnist5k, 0)
+
+
+def test_sampler_draws_each_class_from_that_class(mnist5k):
+    small = cap_per_class(mnist5k, 20)
+    sampler = RealSampler(small, "cpu")
+    x, y = sampler.sample_classes(5, torch.Generator().manual_seed(0))
+    assert x.shape == (50, 1, 28, 28) and y.tolist() == sum(([c] * 5 for c in range(10)), [])
+    by_class = [{r.numpy().tobytes() for r in small.train_x[small.train_y == c]} for c in range(10)]
+    assert all(img.numpy().tobytes() in by_class[c] for img, c in zip(x, y.tolist()))
+    allx = sampler.sample(3, 100, torch.Generator().manual_seed(1))  # more than the class holds: all, once
+    assert len(allx) == 20 and len({r.numpy().tobytes() for r in allx}) == 20
+
+
+def _write_tree(root, sizes=None):
+    rng = np.random.default_rng(0)
+    truth = {}
+    for split, n in (("train", 4), ("test", 2)):
+        for c in ("cat", "dog"):
+            os.makedirs(root / split / c)
+            for i in range(n):
+                size = (sizes or {}).get((split, c, i), (6, 5))
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+                truth[(split, c, i)] = pixels
+    return truth
+
+
+def test_imagefolder_loads_exact_pixels_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    truth = _write_tree(tmp_path / "data")
+    ds = load_dataset(f"imagefolder:{tmp_path / 'data'}")
+    assert ds.class_names == ["cat", "dog"] and ds.image_shape == (3, 6, 5)
+    assert ds.class_counts() == [4, 4] and len(ds.test_x) == 4
+    first = ds.denormalize(ds.train_x[:1])[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    assert np.array_equal(first, truth[("train", "cat", 0)])
+    assert len(os.listdir(tmp_path / "cache")) == 1
+    again = load_dataset(f"imagefolder:{tmp_path / 'data'}")
+    assert torch.equal(again.train_x, ds.train_x)
+
+
+def test_imagefolder_bad_trees(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CondenseError, match="does not exist"):
+        load_dataset(f"imagefolder:{tmp_path / 'nothing'}")
+    _write_tree(tmp_path / "mixed", sizes={("train", "dog", 1): (7, 7)})
+    with pytest.raises(CondenseError, match="one size"):
+        load_dataset(f"imagefolder:{tmp_path / 'mixed'}")
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_missing_root_names_the_expected_files(name, tmp_path):
+    with pytest.raises(CondenseError) as err:
+        load_dataset(name, root=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message and "never downloads" in message
+    with pytest.raises(CondenseError, match="--data-root"):
+        load_dataset(name)
+
+
+def _idx(path, array, magic):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_format_is_read(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051)
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, 2049)
+    ds = load_dataset("mnist", root=str(tmp_path))
+    assert ds.image_shape == (1, 28, 28) and ds.class_counts() == [3] * 10 and len(ds.test_y) == 10
+
+
+def test_unknown_dataset_lists_the_choices():
+    with pytest.raises(CondenseError, match="mnist5k"):
+        load_dataset("imagenet")
