@@ -48,6 +48,20 @@ def cmd_datasets(args) -> int:
 _METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip")
 
 
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs -> method options; values are JSON when they parse, else strings."""
+    settings: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CondenseError(f"--set expects KEY=VALUE (e.g. --set lr_img=0.5), got '{pair}'.")
+        try:
+            settings[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            settings[key.replace("-", "_")] = raw
+    return settings
+
+
 def cmd_distill(args) -> int:
     from .synth import distill
 
@@ -55,6 +69,7 @@ def cmd_distill(args) -> int:
                                          method=args.method, ipc=args.ipc)
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS if getattr(args, k) is not None}
     options["flip"] = options.get("flip") or None  # absent flag: keep the method's preset
+    options.update(parse_settings(args.set))
     model_args = json.loads(args.model_args) if args.model_args else None
     synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
                     checkpoint_every=args.checkpoint_every, data_root=args.data_root, model=args.model,
@@ -154,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-real", type=int, default=None)
     d.add_argument("--init", default=None, help="real | noise")
     d.add_argument("--flip", action="store_true", help="FYI flip plug-in")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any method hyper-parameter, e.g. --set momentum=0.9 (repeatable)")
     d.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default=None, help=f"output .h5 (default {DEFAULT_OUT})")

@@ -47,6 +47,8 @@ def good_set(tmp_path, capsys):
     (["distill", "--dataset", "digits", "--ipc", "0"], ["IPC must be a positive"]),
     (["distill", "--dataset", "digits", "--method", "random", "--flip"], ["--flip is not supported"]),
     (["distill", "--dataset", "digits", "--ipc", "ten"], ["invalid int value"]),
+    (["distill", "--dataset", "digits", "--set", "no_such_option=1"], ["has no option 'no_such_option'"]),
+    (["distill", "--dataset", "digits", "--set", "lr_img"], ["--set expects KEY=VALUE"]),
     (["eval", "/nonexistent/set.h5"], ["does not exist"]),
     (["show", "/nonexistent/set.h5"], ["does not exist"]),
     (["nosuchcommand"], ["invalid choice"]),
