@@ -99,3 +99,13 @@ def test_console_script_has_no_traceback():
     done = subprocess.run([sys.executable, "-m", "condense.cli", "distill", "--dataset", "nosuchset"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+
+
+def test_set_passes_method_options_into_the_stored_config(tmp_path, capsys):
+    out = str(tmp_path / "s.h5")
+    code, _, err = run_cli(capsys, "distill", "--dataset", "digits", "--ipc", "1", "--iterations", "2",
+                           "--set", "batch_real=8", "--set", "init=noise", "--out", out, *FAST)
+    assert code == 0, err
+    from condense.store import SynthSet
+    cfg = SynthSet.load(out).config["method_config"]
+    assert cfg["batch_real"] == 8 and cfg["init"] == "noise" and cfg["iterations"] == 2
