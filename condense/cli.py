@@ -45,7 +45,8 @@ def cmd_datasets(args) -> int:
 
 
 # ---- distill --------------------------------------------------------------------------------
-_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip")
+_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip",
+                   "experts", "syn_steps", "expert_epochs", "max_start_epoch", "grad_mode")  # last five: mtt
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
@@ -69,6 +70,10 @@ def cmd_distill(args) -> int:
                                          method=args.method, ipc=args.ipc)
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS if getattr(args, k) is not None}
     options["flip"] = options.get("flip") or None  # absent flag: keep the method's preset
+    if args.preset:  # a named bundle of options; explicit flags and --set still win
+        from .synth.presets import named_preset
+
+        options = {**named_preset(args.method, args.preset), **{k: v for k, v in options.items() if v is not None}}
     options.update(parse_settings(args.set))
     model_args = json.loads(args.model_args) if args.model_args else None
     synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
@@ -134,12 +139,14 @@ def cmd_show(args) -> int:
             ("image shape", "×".join(map(str, synth.image_shape))), ("IPC", str(synth.ipc)),
             ("classes", f"{synth.num_classes}: {', '.join(synth.class_names)}"),
             ("labels", "soft" if synth.soft_labels else "hard"), ("seed", str(synth.seed)),
-            ("iterations", str(synth.iterations_done)),
+            ("iterations done", str(synth.iterations_done)),
             ("learned lr", "-" if synth.lr is None else f"{float(synth.lr):.6g}"),
             ("ZCA", "yes" if synth.zca_matrix is not None else "no"), ("created", synth.created),
             ("versions", ", ".join(f"{k} {v}" for k, v in synth.versions.items()))]
+    run_cfg = synth.config.get("run", {})
+    rows += [("model", f"{run_cfg.get('model', '-')} {json.dumps(run_cfg.get('model_args') or {})}")]
     method_cfg = synth.config.get("method_config", {})
-    rows += [(f"  {k}", str(v)) for k, v in sorted(method_cfg.items())]
+    rows += [(f"config: {k}", str(v)) for k, v in sorted(method_cfg.items())]
     for k, v in rows:
         table.add_row(k, v)
     png = args.png or os.path.splitext(args.set)[0] + ".png"
@@ -147,6 +154,21 @@ def cmd_show(args) -> int:
     console = _console()
     console.print(table)
     console.print(f"Grid written to [bold]{png}[/]")
+    return 0
+
+
+# ---- experts --------------------------------------------------------------------------------
+def cmd_experts(args) -> int:
+    from .device import resolve_device
+    from .experts import ExpertConfig, run_from_env
+
+    model_args = json.loads(args.model_args) if args.model_args else {}
+    cfg = ExpertConfig.for_style(args.style, dataset=args.dataset, data_root=args.data_root,
+                                 max_per_class=args.max_per_class, model=args.model, model_args=model_args,
+                                 epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, zca=args.zca,
+                                 seed=args.seed)
+    log = (lambda m: None) if args.quiet else (lambda m: _console(stderr=True).print(m))
+    run_from_env(cfg, args.out, args.experts, resolve_device(args.device), log=log)
     return 0
 
 
@@ -169,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-real", type=int, default=None)
     d.add_argument("--init", default=None, help="real | noise")
     d.add_argument("--flip", action="store_true", help="FYI flip plug-in")
+    d.add_argument("--preset", default=None, help="named option bundle, e.g. ast (with --method mtt)")
+    d.add_argument("--experts", default=None, help="mtt: expert buffer folder from `condense experts`")
+    d.add_argument("--syn-steps", type=int, default=None, help="mtt: student steps N per iteration")
+    d.add_argument("--expert-epochs", type=int, default=None, help="mtt: target epoch offset M")
+    d.add_argument("--max-start-epoch", type=int, default=None, help="mtt: start epoch t < T+")
+    d.add_argument("--grad-mode", default=None, help="mtt: unrolled | recompute (same gradient, constant memory)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any method hyper-parameter, e.g. --set momentum=0.9 (repeatable)")
     d.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class")
@@ -197,6 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("set", metavar="SET.h5")
     s.add_argument("--png", default=None, help="grid path (default: beside the set)")
     s.set_defaults(func=cmd_show)
+
+    x = sub.add_parser("experts", help="train expert trajectories for trajectory matching (mtt)")
+    x.add_argument("--dataset", default="mnist5k")
+    x.add_argument("--data-root", default=None)
+    x.add_argument("--max-per-class", type=int, default=None)
+    x.add_argument("--experts", type=int, default=10, help="number of experts N")
+    x.add_argument("--epochs", type=int, default=50, help="epochs E per expert (E+1 snapshots)")
+    x.add_argument("--style", default="mtt", help="mtt (plain SGD) | ast (momentum, wd, decay, loss ramp, GP)")
+    x.add_argument("--zca", action="store_true", help="kornia ZCA whitening (eps 0.1), stored with the buffer")
+    x.add_argument("--model", default="ConvNet")
+    x.add_argument("--model-args", default=None, help='JSON of model overrides, e.g. \'{"width": 64}\'')
+    x.add_argument("--lr", type=float, default=None, help="expert lr (default: the style's)")
+    x.add_argument("--batch-size", type=int, default=256)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", required=True, help="buffer folder (experts already there are skipped)")
+    x.add_argument("--device", default="auto")
+    x.add_argument("--quiet", action="store_true")
+    x.set_defaults(func=cmd_experts)
     return p
 
 
