@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import NORMS, check_min_size, choose, conv_out, make_norm
+from .layers import NORMS, SequentialFeatures, check_min_size, choose, conv_out, make_norm
 from .registry import register_model
 
 # (out channels, kernel, pool after) per conv; padding keeps the size ("same").
@@ -26,7 +26,7 @@ def final_side(s: int) -> int:
 
 @register_model("AlexNet", norm="none")
 @register_model("AlexNetBN", norm="batch")
-class AlexNet(nn.Module):
+class AlexNet(SequentialFeatures):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "none"):
         super().__init__()
         choose(NORMS, norm, "norm", NORM_CHOICES)  # validate before building anything
@@ -38,12 +38,4 @@ class AlexNet(nn.Module):
             if pool:
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             in_ch = out_ch
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.feature_dim = in_ch * final_side(image_size[0]) * final_side(image_size[1])
-        self.classifier = nn.Linear(self.feature_dim, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        self.set_stack(layers, in_ch, final_side, image_size, num_classes)

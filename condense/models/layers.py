@@ -93,3 +93,19 @@ def check_min_size(model: str, image_size: tuple[int, int], final_side: Callable
 def check_pos_int(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise CondenseError(f"Model option '{name}' must be a positive integer, got {value!r}.")
+
+
+class SequentialFeatures(nn.Module):
+    """A conv feature stack followed by one Linear head; ``embed`` is the flattened stack output."""
+
+    def set_stack(self, layers: list[nn.Module], channels: int, side: Callable[[int], int],
+                  image_size: tuple[int, int], num_classes: int) -> None:
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.feature_dim = channels * side(image_size[0]) * side(image_size[1])
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import NORMS, check_min_size, check_pos_int, choose, conv_out, make_norm
+from .layers import NORMS, SequentialFeatures, check_min_size, check_pos_int, choose, conv_out, make_norm
 from .registry import register_model
 
 VGG11_LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")  # channels at width 64
@@ -28,7 +28,7 @@ def final_side(s: int) -> int:
 
 @register_model("VGG11", norm="instance")
 @register_model("VGG11BN", norm="batch")
-class VGG11(nn.Module):
+class VGG11(SequentialFeatures):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "instance",
                  width: int = 64):
         super().__init__()
@@ -44,12 +44,4 @@ class VGG11(nn.Module):
             pad = tuple(first_padding(s) for s in image_size) if not layers else 1
             layers += [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=pad), make_norm(norm, out_ch), nn.ReLU()]
             in_ch = out_ch
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.feature_dim = in_ch * final_side(image_size[0]) * final_side(image_size[1])
-        self.classifier = nn.Linear(self.feature_dim, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        self.set_stack(layers, in_ch, final_side, image_size, num_classes)
