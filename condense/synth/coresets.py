@@ -1,0 +1,179 @@
+"""Coreset baselines: IPC real training images per class, chosen in a feature space.
+
+- ``herding``: greedy mean matching (Welling 2009): the t-th pick minimises
+  ‖μ − (Σ picked + f_i)/t‖, i.e. it is the nearest point to t·μ − Σ picked.
+- ``kcenter``: greedy k-center: start at the point nearest the class mean, then repeatedly
+  take the point farthest from everything picked so far.
+- ``kmeans``: k-means with k = IPC per class, then the real image nearest each centroid.
+
+Distances and clustering run on faiss (exact ``IndexFlatL2``; ``faiss.Kmeans``). Features are
+the ``embed`` output of a network: the one the user names (``feature_model`` plus optional
+``feature_weights``), else the run's model trained briefly on the real training set.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import CondenseError
+from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
+from .matching import chunked
+
+
+@dataclass
+class CoresetConfig(MethodConfig):
+    iterations: int = 0
+    feature_model: str = ""     # registry name of the feature network; "" = the run's model
+    feature_weights: str = ""   # optional state_dict (.pt, loaded with weights_only=True)
+    feature_epochs: int = 3     # brief training on the real set when no weights are given; 0 = random net
+    feature_lr: float = 0.01
+    feature_batch: int = 256
+
+
+@dataclass
+class KMeansConfig(CoresetConfig):
+    kmeans_iters: int = 25
+
+
+# ---- selection rules on one class's features (float32, n × d); return local indices --------------
+def _flat_index(feats: np.ndarray) -> faiss.IndexFlatL2:
+    index = faiss.IndexFlatL2(feats.shape[1])
+    index.add(feats)
+    return index
+
+
+def herding(feats: np.ndarray, k: int) -> list[int]:
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    index, mu = _flat_index(feats), feats.mean(0, dtype=np.float64)
+    picked: list[int] = []
+    total = np.zeros(feats.shape[1], dtype=np.float64)
+    for t in range(1, k + 1):
+        target = (t * mu - total).astype(np.float32)[None]
+        _, nearest = index.search(target, min(t, len(feats)))  # ≤ t−1 are taken, so one is free
+        i = next(int(j) for j in nearest[0] if j not in picked)
+        picked.append(i)
+        total += feats[i]
+    return picked
+
+
+def kcenter(feats: np.ndarray, k: int) -> list[int]:
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    n = len(feats)
+    index = _flat_index(feats)
+    _, first = index.search(feats.mean(0, keepdims=True).astype(np.float32), 1)
+    picked = [int(first[0, 0])]
+    min_dist = np.full(n, np.inf, dtype=np.float64)
+    while True:
+        dist, ids = index.search(feats[picked[-1]][None], n)
+        min_dist[ids[0]] = np.minimum(min_dist[ids[0]], dist[0])
+        if len(picked) == k:
+            return picked
+        min_dist[picked] = -1.0  # duplicates of a picked point are at distance 0, still pickable
+        picked.append(int(np.argmax(min_dist)))
+
+
+def kmeans(feats: np.ndarray, k: int, seed: int = 0, iters: int = 25) -> list[int]:
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    km = faiss.Kmeans(feats.shape[1], k, niter=iters, seed=seed, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    km.train(feats)
+    _, nearest = _flat_index(feats).search(km.centroids, min(k, len(feats)))
+    picked: list[int] = []
+    for row in nearest:  # distinct images: a centroid whose nearest is taken gets its next nearest
+        picked.append(next(int(j) for j in row if j not in picked))
+    return picked
+
+
+# ---- the methods ---------------------------------------------------------------------------------
+class Coreset(Synthesizer):
+    iterative = False
+
+    def select(self, feats: np.ndarray, k: int, seed: int) -> list[int]:
+        raise NotImplementedError
+
+    def feature_network(self) -> torch.nn.Module:
+        ctx, cfg = self.ctx, self.cfg
+        net = ctx.new_model(cfg.feature_model or None)
+        if not hasattr(net, "embed"):
+            raise CondenseError(f"Feature network '{cfg.feature_model}' has no embed(); use a registry model.")
+        if cfg.feature_weights:
+            _load_weights(net, cfg.feature_weights)
+        elif cfg.feature_epochs > 0:
+            self.train_briefly(net)
+        return net.eval()
+
+    def train_briefly(self, net: torch.nn.Module) -> None:
+        """A few epochs of plain supervised training on the real training set (no augmentation)."""
+        cfg, data = self.cfg, self.ctx.dataset
+        gen = make_generator(iteration_seed(self.ctx.run.seed, -2))
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.feature_lr, momentum=0.9, weight_decay=5e-4)
+        net.train()
+        for _ in range(cfg.feature_epochs):
+            for idx in torch.randperm(len(data.train_x), generator=gen).split(cfg.feature_batch):
+                idx = idx.to(data.train_x.device)
+                loss = F.cross_entropy(net(data.train_x[idx]), data.train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+    def init(self):
+        ctx = self.ctx
+        seed = iteration_seed(ctx.run.seed, -1)
+        with torch.random.fork_rng(devices=[]):  # the feature net's init is reproducible from the seed
+            torch.manual_seed(seed)
+            net = self.feature_network()
+        feats = chunked(net.embed, ctx.dataset.train_x).float().cpu().numpy()
+        labels = ctx.dataset.train_y.cpu()
+        chosen = []
+        for c in range(ctx.dataset.num_classes):
+            members = torch.nonzero(labels == c).squeeze(1)
+            local = self.select(feats[members.numpy()], ctx.run.ipc, seed % (2**31) + c)
+            chosen.append(members[torch.tensor(local, dtype=torch.long)])
+        index = torch.cat(chosen).to(ctx.dataset.train_x.device)
+        images = ctx.dataset.train_x[index].detach().clone()
+        self.selected = index  # positions in the real training set (tests, audits)
+        self.synth = self.new_synthset(images, ctx.dataset.train_y[index].clone())
+        return self.synth
+
+
+def _load_weights(net: torch.nn.Module, path: str) -> None:
+    if not os.path.isfile(path):
+        raise CondenseError(f"Feature weights {path} do not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as err:
+        raise CondenseError(f"Feature weights {path} do not fit the feature network "
+                            f"({type(err).__name__}).") from None
+
+
+@register_method
+class Herding(Coreset):
+    name = "herding"
+    config_cls = CoresetConfig
+
+    def select(self, feats, k, seed):
+        return herding(feats, k)
+
+
+@register_method
+class KCenter(Coreset):
+    name = "kcenter"
+    config_cls = CoresetConfig
+
+    def select(self, feats, k, seed):
+        return kcenter(feats, k)
+
+
+@register_method
+class KMeans(Coreset):
+    name = "kmeans"
+    config_cls = KMeansConfig
+
+    def select(self, feats, k, seed):
+        return kmeans(feats, k, seed, self.cfg.kmeans_iters)
