@@ -1,0 +1,70 @@
+"""torch.distributed helpers for torchrun: rank, world, sharding and gathering. No home-made scheduler.
+
+Under ``torchrun`` (WORLD_SIZE > 1 in the environment) ``init()`` joins the process group with
+gloo on CPU and nccl when CUDA is present; the same code runs unchanged in a single process.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def launched() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init() -> None:
+    """Join the torchrun process group once (no-op outside torchrun)."""
+    if launched() and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def device_name(requested: str) -> str:
+    """Each rank on its own GPU under nccl; CPU/other requests unchanged."""
+    if requested in ("auto", "cuda") and dist.is_initialized() and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return requested
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's share: round robin, so every rank gets a mix (e.g. of architectures)."""
+    return list(items[rank()::world()])
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` on every rank, in rank order (pickled by torch; our own objects only)."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def finish() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,161 @@
+"""Evaluation protocols as data: one JSON file per named recipe in ``eval/protocols/``.
+
+A protocol is everything that decides a score besides the set and the seeds: epochs, optimiser,
+lr schedule, batch, augmentation, and which labels train the student (the set's hard labels, its
+stored soft labels, or a teacher's relabelling of every batch). Results record the full content
+and its hash, so two numbers are comparable exactly when their hashes match.
+
+Lookup order for a name: ``eval/protocols/NAME.json`` in a source checkout, then the copy shipped
+inside the installed package (``condense/protocols/``, mapped from ``eval/protocols`` by setup.py).
+A path ending in ``.json`` loads that file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import CondenseError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+AUGMENTS = ("dsa", "none")
+LABELS = ("hard", "soft", "teacher")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """The network that relabels batches under ``labels = "teacher"``; trained on the full real split."""
+
+    model: str = "ConvNet"
+    model_args: dict = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.01
+    augment: str = "dsa"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str = "standard"
+    description: str = ""
+    epochs: int = 300
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9          # SGD momentum (AdamW ignores it)
+    weight_decay: float = 5e-4
+    schedule: str = "step"         # step: lr x decay_factor once after epochs // 2 (official); cosine; constant
+    decay_factor: float = 0.1
+    augment: str = "dsa"           # non-siamese DSA on every training batch, or none
+    use_learned_lr: bool = True    # use the set's learned `lr` (MTT) when present
+    labels: str = "hard"           # hard | soft (the set's stored soft labels) | teacher (relabel every batch)
+    temperature: float = 1.0       # KD temperature for soft / teacher labels
+    mixup: float = 0.0             # Beta(a, a) mixup of images and targets; 0 = off (soft / teacher only)
+    teacher: Optional[TeacherSpec] = None
+    runs: int = 5                  # default number of seeds
+    checkpoints: int = 10          # test evaluations spread over training, for the "best" figure and curves
+
+    # dsa kept as a read-only alias for code written against the first evaluator
+    @property
+    def dsa(self) -> bool:
+        return self.augment == "dsa"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Hash of everything that changes a score (name and description excluded: renaming is free)."""
+        content = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Protocol)}
+_TEACHER_FIELDS = {f.name for f in dataclasses.fields(TeacherSpec)}
+
+
+def protocol_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [here.parent / "eval" / "protocols", here / "protocols"]
+
+
+def list_protocols() -> list[str]:
+    names = set()
+    for d in protocol_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.json"))
+    return sorted(names)
+
+
+def _find(name: str) -> Path:
+    if name.endswith(".json"):
+        if not os.path.isfile(name):
+            raise CondenseError(f"Protocol file {name} does not exist.")
+        return Path(name)
+    for d in protocol_dirs():
+        if (d / f"{name}.json").is_file():
+            return d / f"{name}.json"
+    choices = ", ".join(list_protocols()) or "none found (is eval/protocols/ shipped?)"
+    raise CondenseError(f"Unknown protocol '{name}'; choose one of: {choices}, or give a .json file.")
+
+
+def from_dict(raw: dict[str, Any], where: str = "protocol") -> Protocol:
+    """Build and validate a Protocol; any problem is one CondenseError sentence."""
+    if not isinstance(raw, dict):
+        raise CondenseError(f"{where} must be a JSON object.")
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        raise CondenseError(f"{where} has unknown field '{unknown[0]}'; fields are: {', '.join(sorted(_FIELDS))}.")
+    raw = dict(raw)
+    if raw.get("teacher") is not None and not isinstance(raw["teacher"], TeacherSpec):
+        t = raw["teacher"]
+        bad = sorted(set(t) - _TEACHER_FIELDS) if isinstance(t, dict) else ["(not an object)"]
+        if bad:
+            raise CondenseError(f"{where} has a bad teacher field '{bad[0]}'; fields are: "
+                                f"{', '.join(sorted(_TEACHER_FIELDS))}.")
+        raw["teacher"] = TeacherSpec(**t)
+    try:
+        proto = Protocol(**raw)
+    except TypeError as err:
+        raise CondenseError(f"{where} is invalid: {err}.") from None
+    check(proto, where)
+    return proto
+
+
+def check(p: Protocol, where: str = "protocol") -> None:
+    for value, allowed, what in ((p.optimizer, OPTIMIZERS, "optimizer"), (p.schedule, SCHEDULES, "schedule"),
+                                 (p.augment, AUGMENTS, "augment"), (p.labels, LABELS, "labels")):
+        if value not in allowed:
+            raise CondenseError(f"{where} has {what} '{value}'; choose one of: {', '.join(allowed)}.")
+    for name in ("epochs", "batch_size", "runs", "checkpoints"):
+        v = getattr(p, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            what = "Epochs" if name == "epochs" else f"{where} field '{name}'"
+            raise CondenseError(f"{what} must be a positive number, got {v!r}.")
+    if not (p.lr > 0 and p.temperature > 0 and p.mixup >= 0 and p.weight_decay >= 0):
+        raise CondenseError(f"{where} needs lr > 0, temperature > 0, mixup >= 0 and weight_decay >= 0.")
+    if p.labels == "teacher" and p.teacher is None:
+        raise CondenseError(f"{where} relabels with a teacher but has no 'teacher' entry.")
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CondenseError(f"Protocol file {path} is not readable JSON ({err.__class__.__name__}).") from None
+    return from_dict(raw, where=f"Protocol file {path}")
+
+
+def get_protocol(name: str, **overrides: Any) -> Protocol:
+    """A named (or .json) protocol with ``overrides`` (None values ignored) applied and re-checked."""
+    base = load_protocol(_find(name))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return base
+    return from_dict({**base.to_dict(), **overrides, "teacher": overrides.get("teacher", base.teacher)},
+                     where=f"Protocol '{base.name}'")

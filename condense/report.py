@@ -1,0 +1,182 @@
+"""`condense report`: PNG plots and a Markdown page from `condense eval --json` result files.
+
+Plots (matplotlib, Agg backend, no display needed):
+- ``accuracy_vs_ipc.png``: mean ± std test accuracy against IPC, one line per method (one panel per
+  dataset x architecture, first architecture of each file unless it is the only one);
+- ``cross_arch.png``: grouped bars, one group per set, one bar per architecture, std as error bars;
+- ``curves.png``: test accuracy over training (mean over seeds, std band) and training loss, per set.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any, Sequence
+
+from .errors import CondenseError
+from .store import atomic_write
+
+
+def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Every per-set report in the files (single reports and multi-set payloads alike), reference rows included."""
+    reports = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                blob = json.load(f)
+        except FileNotFoundError:
+            raise CondenseError(f"Results file {path} does not exist.") from None
+        except (OSError, json.JSONDecodeError):
+            raise CondenseError(f"Results file {path} is not readable JSON.") from None
+        items = blob.get("sets", [blob]) if isinstance(blob, dict) else []
+        if isinstance(blob, dict) and blob.get("reference"):
+            items = [*items, {**blob["reference"], "reference": True}]
+        if not items or not all(isinstance(r, dict) and "results" in r and "protocol" in r for r in items):
+            raise CondenseError(f"Results file {path} is not a `condense eval --json` result.")
+        reports += [{**r, "source": path} for r in items]
+    return reports
+
+
+def _label(r: dict[str, Any]) -> str:
+    return os.path.basename(r["set"]) if r.get("set") else f"{r['method']} ipc{r['ipc']}"
+
+
+def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
+    import matplotlib.pyplot as plt
+
+    panels: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in reports:
+        if r.get("reference"):
+            continue
+        for model, res in r["results"].items():
+            panels[(r["dataset"], model)][r["method"]].append((r["ipc"], res["mean"], res["std"]))
+    keys = sorted(panels)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for method, pts in sorted(panels[key].items()):
+            pts.sort()
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                        capsize=3, label=method)
+        ax.set_xscale("log")
+        ipcs = sorted({p[0] for pts in panels[key].values() for p in pts})
+        ax.set_xticks(ipcs)
+        ax.set_xticklabels([str(i) for i in ipcs])
+        ax.set_title(f"{key[0]}, {key[1]}")
+        ax.set_xlabel("images per class (IPC)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_cross_arch(reports: Sequence[dict[str, Any]], path: str) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = list(dict.fromkeys(m for r in reports for m in r["results"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) * max(1, len(reports)) / 2 + 2), 4))
+    width = 0.8 / max(1, len(reports))
+    x = np.arange(len(models))
+    for i, r in enumerate(reports):
+        means = [r["results"].get(m, {}).get("mean", np.nan) for m in models]
+        stds = [r["results"].get(m, {}).get("std", 0) for m in models]
+        ax.bar(x + (i - (len(reports) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+               label=("reference: " if r.get("reference") else "") + _label(r).replace("reference: ", ""),
+               hatch="//" if r.get("reference") else None)
+    ax.set_xticks(x)
+    ax.set_xticklabels(models, rotation=20)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Cross-architecture accuracy (mean ± std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in reports:
+        for model, res in r["results"].items():
+            curves = [c for c in res.get("curves", []) if c]
+            if not curves:
+                continue
+            label = f"{_label(r)} / {model}"
+            epochs = [e for e, _ in curves[0]]
+            acc = np.array([[a for _, a in c] for c in curves if len(c) == len(epochs)])
+            line, = acc_ax.plot(epochs, acc.mean(0), marker=".", label=label)
+            acc_ax.fill_between(epochs, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15,
+                                color=line.get_color())
+            losses = [c for c in res.get("loss_curves", []) if c]
+            if losses:
+                loss_ax.plot([e for e, _ in losses[0]], [v for _, v in losses[0]], marker=".",
+                             color=line.get_color(), label=label)
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.set_title("Test accuracy during training (mean ± std over seeds)")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (mean over seeds, at checkpoints)")
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("Training loss")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def _table(reports: Sequence[dict[str, Any]]) -> list[str]:
+    models = list(dict.fromkeys(m for r in reports for m in r["results"]))
+    lines = ["| set | method | dataset | IPC | protocol [hash] | " + " | ".join(models) + " |",
+             "|---|---|---|---:|---|" + "---:|" * len(models)]
+    for r in reports:
+        cells = [f"{r['results'][m]['mean']:.2f} ± {r['results'][m]['std']:.2f} (n={len(r['results'][m]['runs'])})"
+                 if m in r["results"] else "–" for m in models]
+        name = ("reference: " if r.get("reference") else "") + _label(r).replace("reference: ", "")
+        lines.append(f"| {name} | {r['method']} | {r['dataset']} | {r['ipc']} | "
+                     f"{r['protocol']['name']} [{r['protocol']['hash']}] | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(paths: Sequence[str], out: str) -> str:
+    """Write the PNGs and ``README.md`` into ``out``; returns the Markdown path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    reports = load_reports(paths)
+    os.makedirs(out, exist_ok=True)
+    plot_accuracy_vs_ipc(reports, os.path.join(out, "accuracy_vs_ipc.png"))
+    plot_cross_arch(reports, os.path.join(out, "cross_arch.png"))
+    plot_curves(reports, os.path.join(out, "curves.png"))
+    hashes = sorted({r["protocol"]["hash"] for r in reports})
+    lines = ["# Evaluation report", "", f"Sources: {', '.join(f'`{p}`' for p in paths)}.", ""]
+    if len(hashes) > 1:
+        lines += [f"**Warning:** these results use {len(hashes)} different protocols ({', '.join(hashes)}); "
+                  "numbers across protocols are not comparable.", ""]
+    lines += ["## Accuracy (%)", "", *_table(reports), "",
+              "## Accuracy vs IPC", "", "![accuracy vs IPC](accuracy_vs_ipc.png)", "",
+              "## Cross-architecture", "", "![cross-architecture](cross_arch.png)", "",
+              "## Training curves", "", "![training curves](curves.png)", "",
+              "## Protocols", ""]
+    seen = set()
+    for r in reports:
+        p = r["protocol"]
+        if p["hash"] in seen:
+            continue
+        seen.add(p["hash"])
+        lines += [f"- `{p['name']}` [{p['hash']}]: {p.get('description', '')} (epochs {p.get('epochs')}, batch "
+                  f"{p.get('batch_size')}, {p.get('optimizer', 'sgd')} lr {p.get('lr')}, {p.get('schedule', 'step')} schedule, augment "
+                  f"{p.get('augment', 'dsa')}, labels {p.get('labels', 'hard')})"]
+    page = os.path.join(out, "README.md")
+    text = "\n".join(lines) + "\n"
+    atomic_write(page, lambda tmp: open(tmp, "w").write(text))
+    return page
