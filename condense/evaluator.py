@@ -78,6 +78,10 @@ def eval_dataset_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = 
     if tuple(data.image_shape) != tuple(synth.image_shape):
         raise CondenseError(f"The set's images are {tuple(synth.image_shape)} but dataset {data.name} has "
                             f"{tuple(data.image_shape)}.")
+    if synth.zca_matrix is not None:  # the set lives in ZCA space (MTT --zca): score in that space too
+        from .zca import zca_dataset
+
+        data = zca_dataset(data, synth.zca_matrix.to(data.test_x.device), synth.zca_mean.to(data.test_x.device))
     return data
 
 

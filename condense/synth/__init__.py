@@ -8,6 +8,7 @@ from ..device import resolve_device
 from ..errors import CondenseError
 from ..store import SynthSet
 from . import coresets, datadam, dm, gradient_matching, random_subset  # noqa: F401  (register the methods)
+from . import mtt  # noqa: F401  (trajectory matching, needs an expert buffer)
 from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, get_method, list_methods,
                    register_method)
 from .driver import DriverOptions, checkpoint_path, run

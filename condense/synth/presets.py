@@ -29,7 +29,45 @@ PRESETS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         ({"min_ipc": 51}, {"lr_img": 10.0}),
         ({"dataset": "digits"}, {"batch_real": 32}),
     ],
+    # MTT (METHODS.md §4 table, DC-BENCH commands). Datasets without a published row keep the
+    # dataclass defaults. ZCA is a property of the expert buffer (`condense experts --zca`), not a row.
+    "mtt": [
+        ({"dataset": "cifar10", "ipc": 1}, {"syn_steps": 50, "expert_epochs": 2, "max_start_epoch": 2,
+                                            "lr_img": 100.0, "lr_lr": 1e-7, "lr_teacher": 0.01}),
+        ({"dataset": "cifar10", "ipc": 10}, {"syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 20,
+                                             "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.001}),
+        ({"dataset": "cifar10", "ipc": 50}, {"syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 40,
+                                             "lr_img": 1000.0, "lr_lr": 1e-5, "lr_teacher": 0.001}),
+        ({"dataset": "cifar100", "ipc": 1}, {"syn_steps": 20, "expert_epochs": 3, "max_start_epoch": 20,
+                                             "lr_img": 1000.0, "lr_lr": 1e-5, "lr_teacher": 0.01}),
+        ({"dataset": "cifar100", "ipc": 10}, {"syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 20,
+                                              "lr_img": 1000.0, "lr_lr": 1e-5, "lr_teacher": 0.01}),
+        ({"dataset": "cifar100", "ipc": 50}, {"syn_steps": 80, "expert_epochs": 2, "max_start_epoch": 40,
+                                              "lr_img": 1000.0, "lr_lr": 1e-5, "lr_teacher": 0.01,
+                                              "batch_syn": 125}),
+        ({"dataset": "digits"}, {"syn_steps": 10, "max_start_epoch": 1, "expert_epochs": 2, "lr_img": 100.0}),
+    ],
 }
+
+
+# Named presets: bundles of options switched on together with `condense distill --preset NAME`.
+NAMED_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "mtt": {
+        # AST (METHODS.md §5): all five student-side components.
+        "ast": {"init": "kmeans", "balance_loss": True, "student_momentum": 0.9, "middle_loss": True,
+                "weight_perturb": True},
+    },
+}
+
+
+def named_preset(method: str, name: str) -> dict[str, Any]:
+    from ..errors import CondenseError
+
+    table = NAMED_PRESETS.get(method, {})
+    if name not in table:
+        known = ", ".join(f"{m}:{p}" for m, ps in NAMED_PRESETS.items() for p in ps) or "none"
+        raise CondenseError(f"Method '{method}' has no preset '{name}'; known presets (method:name): {known}.")
+    return dict(table[name])
 
 
 def preset_for(method: str, dataset: str, ipc: int) -> dict[str, Any]:
