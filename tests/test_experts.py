@@ -132,3 +132,12 @@ def test_zca_matches_kornia_and_is_stored_with_the_buffer(tmp_path):
     train_buffer(cfg, folder, 1, torch.device("cpu"), log=lambda m: None)
     buf = ExpertBuffer(folder)
     assert buf.zca is not None and torch.equal(buf.zca[0], matrix) and torch.equal(buf.zca[1], mean)
+    # MTT over a ZCA buffer works in ZCA space, carries the transform, and eval scores in that space.
+    from condense.evaluator import eval_dataset_for
+    from condense.synth import distill
+
+    synth = distill("mtt", "digits", 1, model_args=TINY["model_args"], device="cpu", experts=folder, iterations=1,
+                    syn_steps=2, max_start_epoch=1, expert_epochs=1)
+    assert torch.equal(synth.zca_matrix, matrix) and torch.equal(synth.zca_mean, mean)
+    scored = eval_dataset_for(synth, device=torch.device("cpu"))
+    assert torch.allclose(scored.test_x, apply_zca(data.denormalize(data.test_x), matrix, mean))

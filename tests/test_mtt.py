@@ -166,14 +166,14 @@ def test_mtt_resume_is_bit_exact(experts, tmp_path):
     ("dataset", "trained for ConvNet {'depth': 2, 'width': 8} on digits, but this run asks for ConvNet "
                 "{'depth': 2, 'width': 8} on mnist5k"),
     ("model", "but this run asks for ConvNet {'width': 16} on digits"),
-    ("beyond", "max_start_epoch 3 + expert_epochs 2 goes beyond the 4 epochs"),
+    ("beyond", "max_start_epoch 4 + expert_epochs 2 reaches epoch 5, beyond the 4 epochs"),
     ("grad_mode", "Unknown grad_mode 'fast'"),
 ])
 def test_bad_mtt_input_exits_2_with_one_sentence(experts, tmp_path, capsys, case, needle):
     os.makedirs(tmp_path / "empty")
     folder = {"missing": str(tmp_path / "nope"), "empty": str(tmp_path / "empty")}.get(case, experts)
     argv = ["distill", "--method", "mtt", "--experts", folder, "--ipc", "2", "--iterations", "1", "--device", "cpu",
-            "--quiet", "--out", str(tmp_path / "x.h5"), "--max-start-epoch", "3" if case == "beyond" else "2"]
+            "--quiet", "--out", str(tmp_path / "x.h5"), "--max-start-epoch", "4" if case == "beyond" else "2"]
     argv += ["--dataset", "mnist5k" if case == "dataset" else "digits"]
     argv += ["--model-args", json.dumps({"width": 16} if case == "model" else WIDTH)]
     if case == "grad_mode":

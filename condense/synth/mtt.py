@@ -97,9 +97,10 @@ class MTT(Synthesizer):
             raise CondenseError(f"The experts in {cfg.experts} were trained for "
                                 f"{_describe(ec.model, ec.model_args, ec.dataset)}, but this run asks for "
                                 f"{_describe(run.model, run.model_args, run.dataset)}.")
-        if cfg.max_start_epoch + cfg.expert_epochs > buf.epochs:
-            raise CondenseError(f"max_start_epoch {cfg.max_start_epoch} + expert_epochs {cfg.expert_epochs} goes "
-                                f"beyond the {buf.epochs} epochs of the experts in {cfg.experts}.")
+        last = cfg.max_start_epoch - 1 + cfg.expert_epochs  # the latest target snapshot t+M
+        if last > buf.epochs:
+            raise CondenseError(f"max_start_epoch {cfg.max_start_epoch} + expert_epochs {cfg.expert_epochs} reaches "
+                                f"epoch {last}, beyond the {buf.epochs} epochs of the experts in {cfg.experts}.")
         return buf
 
     def init(self):
