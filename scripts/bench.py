@@ -146,7 +146,84 @@ def bench_datadam(device: torch.device, repeats: int) -> dict:
             "official_reference_seconds": 2.3}
 
 
-SECTIONS = {"dm": bench_dm, "datadam": bench_datadam}
+def _trajectory_cell(mode: str, syn_steps: int, device: str, repeats: int, threads: int, limit_gb: float) -> dict:
+    """One (grad mode, syn_steps) cell, run in a fresh process so ru_maxrss is this cell's own peak."""
+    import resource
+
+    from torch.func import functional_call
+
+    from condense.augment import DSA, DSAConfig
+    from condense.experts import ParamLayout
+    from condense.models import create_model
+    from condense.synth.trajectory import StudentStep, Trajectory, recompute_grads, unrolled_loss
+
+    limit = int(limit_gb * 2**30)  # address-space cap: a runaway unroll fails here, not in the shared machine
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    net = create_model("ConvNet", 1, 10, (28, 28), width=128).to(dev)
+    layout = ParamLayout.of(net)
+    start = layout.flatten(net)
+    target = start + 0.01 * torch.randn(start.shape, generator=g).to(dev)
+    images = torch.randn(100, 1, 28, 28, generator=g).to(dev).requires_grad_(True)  # IPC 10 × 10 classes
+    alpha = torch.tensor(0.01, device=dev, requires_grad=True)
+    dsa = DSA(DSAConfig(strategy="color_crop_cutout_scale_rotate"))
+
+    def trajectory(n: int) -> Trajectory:
+        steps = [StudentStep(torch.randperm(100, generator=g).to(dev), dsa.sample(100, (1, 28, 28), g))
+                 for _ in range(n)]
+        return Trajectory(forward=lambda th, x: functional_call(net, layout.unflatten(th), (x,)),
+                          labels=torch.arange(10, device=dev).repeat_interleave(10), start=start,
+                          targets={n: (target, 1.0)}, steps=steps, dsa=dsa)
+
+    def iteration(n: int) -> None:
+        tr = trajectory(n)
+        if mode == "unrolled":
+            unrolled_loss(tr, images, alpha).backward()
+        else:
+            recompute_grads(tr, images, alpha)
+
+    try:
+        iteration(2)  # warm-up on a short trajectory: kernels and allocator, not the cell's memory
+        base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        seconds = median_seconds(lambda: iteration(syn_steps), repeats, warmup=0, device=dev)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"variant": f"{mode}, syn_steps {syn_steps}", "seconds": seconds, "peak_rss_mb": peak_mb,
+                "rss_above_warmup_mb": peak_mb - base_mb}
+    except (RuntimeError, MemoryError) as err:
+        return {"variant": f"{mode}, syn_steps {syn_steps}", "seconds": float("nan"), "peak_rss_mb": float("nan"),
+                "rss_above_warmup_mb": float("nan"), "error": f"failed under a {limit_gb:g} GB cap: {str(err)[:80]}"}
+
+
+def bench_trajectory(device: torch.device, repeats: int) -> dict:
+    """MTT student unroll, MNIST-shaped (1x28x28, IPC 10, ConvNet width 128): both grad modes × syn_steps.
+
+    Memory is the peak resident set (``resource.getrusage`` ru_maxrss) of a fresh process per cell;
+    it includes torch itself (~0.3-0.5 GB), so the growth from 10 to 40 steps is what to compare.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    # The ends first (10 and 40 steps), so a cut-short run still shows the growth.
+    for mode, steps in [(m, n) for n in (10, 40, 20) for m in ("recompute", "unrolled")]:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            rows.append(pool.submit(_trajectory_cell, mode, steps, str(device), min(repeats, 2),
+                                    torch.get_num_threads(), 10.0).result())
+        print(json.dumps(rows[-1]), flush=True)
+    rows.sort(key=lambda r: (r["variant"].split(",")[0] != "recompute", int(r["variant"].split()[-1])))
+    peak = {(r["variant"].split(",")[0], int(r["variant"].split()[-1])): r["peak_rss_mb"] for r in rows}
+    growth = {m: peak[(m, 40)] / peak[(m, 10)] for m in ("recompute", "unrolled")}
+    fastest = min(("recompute", "unrolled"), key=lambda m: sum(r["seconds"] for r in rows if r["variant"].startswith(m)))
+    return {"section": "trajectory", "input": "1x28x28, 10 classes, IPC 10 (batch_syn = all 100), ConvNet width 128, "
+                                              "non-siamese DSA, memory = ru_maxrss of a fresh process per cell",
+            "rows": rows, "peak_growth_10_to_40_recompute": growth["recompute"],
+            "peak_growth_10_to_40_unrolled": growth["unrolled"], "fastest_mode": fastest}
+
+
+SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory}
 
 
 def print_table(result: dict) -> None:
@@ -156,8 +233,12 @@ def print_table(result: dict) -> None:
     table = Table(title=f"{result['section']}: {result['input']}")
     table.add_column("variant")
     table.add_column("s / iteration", justify="right")
+    more = [k for k in result["rows"][0] if k not in ("variant", "seconds")]  # e.g. memory columns
+    for k in more:
+        table.add_column(k, justify="right")
     for row in result["rows"]:
-        table.add_row(row["variant"], f"{row['seconds']:.3f}")
+        table.add_row(row["variant"], f"{row['seconds']:.3f}",
+                      *(f"{row.get(k):.1f}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in more))
     Console().print(table)
     extras = {k: v for k, v in result.items() if k not in ("section", "input", "rows")}
     Console().print(", ".join(f"{k} = {v:.2f}" if isinstance(v, float) else f"{k} = {v}" for k, v in extras.items()))
