@@ -87,41 +87,41 @@ def cmd_distill(args) -> int:
 
 
 # ---- eval -----------------------------------------------------------------------------------
-def results_table(reports: Sequence[dict[str, Any]]):
-    from rich.table import Table
-
-    proto = reports[0]["protocol"]
-    table = Table(title=f"Test accuracy (%), protocol '{proto['name']}' ({proto['epochs']} epochs), "
-                        f"mean ± std over {len(next(iter(reports[0]['results'].values()))['runs'])} runs")
-    table.add_column("set")
-    models = list(reports[0]["results"])
-    for m in models:
-        table.add_column(m, justify="right")
-        table.add_column(f"{m} best-ckpt", justify="right", style="dim")
-    for rep in reports:
-        cells = []
-        for m in models:
-            r = rep["results"][m]
-            cells += [f"{r['mean']:.2f} ± {r['std']:.2f}", f"{r['best_mean']:.2f} ± {r['best_std']:.2f}"]
-        table.add_row(os.path.basename(rep["set"]) or rep["method"], *cells)
-    return table
-
-
 def cmd_eval(args) -> int:
-    from .evaluator import evaluate
-    from .store import SynthSet, atomic_write
+    from . import dist
+    from .eval_grid import markdown, rich_table, run_grid
+    from .store import atomic_write
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    sets = [(path, SynthSet.load(path)) for path in args.sets]
-    reports = []
-    for path, synth in sets:
-        reports.append(evaluate(synth, models=models, runs=args.runs, protocol=args.protocol, epochs=args.epochs,
-                                dataset=args.dataset, data_root=args.data_root, device=args.device,
-                                seed=args.seed, set_name=path))
-    _console().print(results_table(reports))
-    if args.json:
-        payload = reports[0] if len(reports) == 1 else {"sets": reports}
-        atomic_write(args.json, lambda tmp: open(tmp, "w").write(json.dumps(payload, indent=2)))
+    dist.init()
+    try:
+        log = None if args.quiet or not dist.is_main() else (lambda m: _console(stderr=True).print(m))
+        model_args = json.loads(args.model_args) if args.model_args else None
+        payload = run_grid(args.sets, models=args.models, protocol=args.protocol, runs=args.runs, epochs=args.epochs,
+                           seed=args.seed, reference=args.reference, log=log, dataset=args.dataset,
+                           data_root=args.data_root, device=dist.device_name(args.device),
+                           sequential=args.sequential, model_args=model_args)
+        if not dist.is_main():
+            return 0
+        _console().print(rich_table(payload))
+        if args.json:  # one set, no reference: the report itself (the first evaluator's format)
+            single = len(payload["sets"]) == 1 and not payload.get("reference")
+            body = json.dumps(payload["sets"][0] if single else payload, indent=2)
+            atomic_write(args.json, lambda tmp: open(tmp, "w").write(body))
+        md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
+        if md:
+            text = markdown(payload)
+            atomic_write(md, lambda tmp: open(tmp, "w").write(text))
+        return 0
+    finally:
+        dist.finish()
+
+
+# ---- report ---------------------------------------------------------------------------------
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    page = write_report(args.results, args.out)
+    _console().print(f"Wrote [bold]{page}[/] and its plots.")
     return 0
 
 
@@ -208,18 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_distill)
 
-    e = sub.add_parser("eval", help="train fresh networks on sets and report test accuracy")
-    e.add_argument("sets", nargs="+", metavar="SET.h5")
-    e.add_argument("--models", default="ConvNet", help="comma-separated architectures")
-    e.add_argument("--runs", type=int, default=3)
+    e = sub.add_parser("eval", help="train fresh networks on sets and report test accuracy (torchrun: jobs sharded)")
+    e.add_argument("sets", nargs="+", metavar="SET.h5", help="one or more sets, compared with the same protocol and seeds")
+    e.add_argument("--models", default="ConvNet", help="comma-separated architectures, or 'all' (the cross-arch grid)")
+    e.add_argument("--runs", type=int, default=None, help="seeds per architecture (default: the protocol's)")
     e.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
-    e.add_argument("--protocol", default="standard")
+    e.add_argument("--protocol", default="standard", help="name in eval/protocols (standard, long, fast, soft, kd) "
+                                                         "or a .json file")
+    e.add_argument("--reference", default=None, help="add a reference row: full | random")
+    e.add_argument("--sequential", action="store_true", help="train seeds one by one instead of vectorised")
+    e.add_argument("--model-args", default=None, help='JSON of model overrides for every architecture')
     e.add_argument("--dataset", default=None, help="evaluate on this dataset instead of the set's own")
     e.add_argument("--data-root", default=None)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", default=None, help="write the results here")
+    e.add_argument("--json", default=None, help="write the results here (Markdown beside it)")
+    e.add_argument("--markdown", default=None, help="write the Markdown table here")
     e.add_argument("--device", default="auto")
+    e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="plots and a Markdown page from eval result JSON files")
+    r.add_argument("results", nargs="+", metavar="RESULTS.json")
+    r.add_argument("--out", required=True, help="output folder (PNGs + README.md)")
+    r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("show", help="print a set's metadata and write its image grid")
     s.add_argument("set", metavar="SET.h5")

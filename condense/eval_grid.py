@@ -9,10 +9,11 @@ import os
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+import torch
 
 from . import dist
 from .errors import CondenseError
-from .evaluator import evaluate, resolve_models
+from .evaluator import eval_dataset_for, evaluate, resolve_models
 from .protocol import Protocol, get_protocol
 from .store import SynthSet
 
@@ -79,6 +80,11 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol, epochs=epochs)
     runs = proto.runs if runs is None else runs
     sets = [(p, SynthSet.load(p)) for p in paths]
+    for path, synth in sets:  # every bad input fails before any training (and before any progress line)
+        if proto.labels == "soft" and not synth.soft_labels:
+            raise CondenseError(f"Protocol '{proto.name}' trains on stored soft labels but the set {path} has hard "
+                                f"labels; use 'standard' or 'kd'.")
+        eval_dataset_for(synth, kwargs.get("dataset"), kwargs.get("data_root"), torch.device("cpu"))
     reports = []
     for path, synth in sets:
         if log:

@@ -49,15 +49,20 @@ class Labels:
     """What the students are trained towards, by protocol ``labels`` kind."""
 
     hard: torch.Tensor                       # (N,) int64, always present (for CE and for bookkeeping)
-    soft_logits: Optional[torch.Tensor] = None  # (N, K) target logits (soft protocol)
+    soft_logits: Optional[torch.Tensor] = None  # (N, K) stored logits: KD at the protocol's temperature
+    soft_probs: Optional[torch.Tensor] = None   # (N, K) stored probabilities: already a target, used at T = 1
     teacher: Optional[nn.Module] = None      # relabels each augmented batch (teacher protocol)
 
 
-def soft_target_logits(labels: torch.Tensor) -> torch.Tensor:
-    """Stored soft labels as logits: probability rows become log-probabilities, logit rows stay."""
+def soft_labels(labels: torch.Tensor, hard: torch.Tensor) -> Labels:
+    """Stored soft labels: rows that are distributions (non-negative, sum 1) are probabilities, else logits.
+
+    Probabilities were already softened when stored, so they are matched as they are (T = 1);
+    a temperature on top would flatten them towards uniform (at T = 30 they carry almost nothing).
+    """
     if bool((labels >= 0).all()) and torch.allclose(labels.sum(1), torch.ones_like(labels[:, 0]), atol=1e-3):
-        return labels.clamp_min(1e-8).log()
-    return labels
+        return Labels(hard, soft_probs=labels)
+    return Labels(hard, soft_logits=labels)
 
 
 def _cat_params(params: Sequence[DSAParams]) -> DSAParams:
@@ -159,10 +164,14 @@ def _loss(students: _Students, xb: torch.Tensor, idx: torch.Tensor, labels: Labe
         with torch.no_grad():
             target = labels.teacher(xb.flatten(0, 1)).view(s, b, -1)
     else:
-        target = labels.soft_logits[idx]
-        if mix is not None:
+        probs = labels.soft_probs is not None
+        target = labels.soft_probs[idx] if probs else labels.soft_logits[idx]
+        if mix is not None:  # INFER interpolates the stored labels with the images' lambda
             target = lam.view(s, 1, 1) * target + (1 - lam.view(s, 1, 1)) * torch.gather(
                 target, 1, perm.view(s, b, 1).expand_as(target))
+        if probs:
+            kl = (target * (target.clamp_min(1e-12).log() - F.log_softmax(logits, -1))).sum(-1)
+            return kl.mean(1).sum()
     return _kd_loss(logits, target, proto.temperature).mean(1).sum()
 
 

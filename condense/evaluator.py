@@ -18,7 +18,7 @@ from .augment import DSA, DSAConfig
 from .data import ImageDataset, load_dataset
 from .device import resolve_device
 from .errors import CondenseError
-from .eval_train import Labels, soft_target_logits, train_group, train_seeds, vmap_blocker
+from .eval_train import Labels, soft_labels, train_group, train_seeds, vmap_blocker
 from .models import create_model, list_models
 from .protocol import Protocol, from_dict, get_protocol, list_protocols  # noqa: F401  (re-exported API)
 from .store import SynthSet
@@ -120,7 +120,8 @@ def labels_for(synth: SynthSet, proto: Protocol, data: ImageDataset, dev: torch.
         if not synth.soft_labels:
             raise CondenseError(f"Protocol '{proto.name}' trains on stored soft labels but the set "
                                 f"{set_name or synth.method} has hard labels; use 'standard' or 'kd'.")
-        return Labels(hard, soft_logits=soft_target_logits(synth.labels.to(dev).float())), {"labels": "soft"}
+        lab = soft_labels(synth.labels.to(dev).float(), hard)
+        return lab, {"labels": "soft (probabilities, T = 1)" if lab.soft_probs is not None else "soft (logits)"}
     if proto.labels == "teacher":
         from .teacher import get_teacher
 

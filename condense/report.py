@@ -99,37 +99,37 @@ def plot_cross_arch(reports: Sequence[dict[str, Any]], path: str) -> str:
 
 
 def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
+    """One row per architecture: test accuracy (mean ± std band over seeds) and training loss, one line per set."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in reports:
-        for model, res in r["results"].items():
+    models = list(dict.fromkeys(m for r in reports for m in r["results"]))
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.2 * len(models)), squeeze=False)
+    for (acc_ax, loss_ax), model in zip(axes, models):
+        for r in reports:
+            res = r["results"].get(model, {})
             curves = [c for c in res.get("curves", []) if c]
             if not curves:
                 continue
-            label = f"{_label(r)} / {model}"
             epochs = [e for e, _ in curves[0]]
             acc = np.array([[a for _, a in c] for c in curves if len(c) == len(epochs)])
-            line, = acc_ax.plot(epochs, acc.mean(0), marker=".", label=label)
+            line, = acc_ax.plot(epochs, acc.mean(0), marker=".", label=_label(r))
             acc_ax.fill_between(epochs, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15,
                                 color=line.get_color())
             losses = [c for c in res.get("loss_curves", []) if c]
             if losses:
                 loss_ax.plot([e for e, _ in losses[0]], [v for _, v in losses[0]], marker=".",
-                             color=line.get_color(), label=label)
-    acc_ax.set_xlabel("epoch")
-    acc_ax.set_ylabel("test accuracy (%)")
-    acc_ax.set_title("Test accuracy during training (mean ± std over seeds)")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("training loss (mean over seeds, at checkpoints)")
-    loss_ax.set_yscale("log")
-    loss_ax.set_title("Training loss")
-    for ax in (acc_ax, loss_ax):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+                             color=line.get_color(), label=_label(r))
+        acc_ax.set_title(f"{model}: test accuracy (mean ± std over seeds)")
+        acc_ax.set_ylabel("test accuracy (%)")
+        loss_ax.set_title(f"{model}: training loss (mean over seeds)")
+        loss_ax.set_yscale("log")
+        for ax in (acc_ax, loss_ax):
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 

@@ -1,0 +1,184 @@
+"""Evaluator suite: protocols as data, vectorised seeds vs sequential, grid/reference, KD, report, torchrun."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from condense.cli import main
+from condense.errors import CondenseError
+from condense.evaluator import evaluate
+from condense.protocol import Protocol, get_protocol, list_protocols, protocol_dirs
+from condense.store import SynthSet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+W16 = {"width": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets: one thread avoids OpenMP spin-wait stalls on a shared, loaded 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _set(n_per_class=2, soft=False, seed=0):
+    """A real digits subset (so accuracies mean something), optionally with soft labels."""
+    from condense.data import load_dataset
+
+    data = load_dataset("digits", device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.cat([torch.nonzero(data.train_y == c).squeeze(1)[torch.randperm(int((data.train_y == c).sum()),
+                     generator=g)[:n_per_class]] for c in range(data.num_classes)])
+    labels = data.train_y[idx]
+    if soft:
+        labels = torch.nn.functional.one_hot(labels, data.num_classes).float() * 0.9 + 0.01
+    return SynthSet(images=data.train_x[idx].clone(), labels=labels, dataset="digits", num_classes=data.num_classes,
+                    class_names=data.class_names, mean=data.mean, std=data.std, method="random")
+
+
+def test_protocols_are_files_and_results_record_content_and_hash():
+    assert {"standard", "long", "fast", "soft", "kd"} <= set(list_protocols())
+    raw = json.load(open(os.path.join(ROOT, "eval", "protocols", "standard.json")))
+    std = get_protocol("standard")
+    assert std.to_dict() == {**Protocol().to_dict(), **raw}  # the file is the whole truth
+    assert str(protocol_dirs()[0]).endswith(os.path.join("eval", "protocols"))
+    assert get_protocol("standard", epochs=7).digest() != std.digest() == get_protocol("standard").digest()
+    rep = evaluate(_set(1), protocol="fast", epochs=2, runs=2, device="cpu", model_args=W16)
+    assert rep["protocol"]["hash"] == get_protocol("fast", epochs=2).digest()
+    assert rep["protocol"]["optimizer"] == "sgd" and rep["protocol"]["epochs"] == 2 and rep["seeds"] == [0, 1]
+
+
+def test_protocol_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"epochs": 3, "optimiser": "sgd"}))
+    with pytest.raises(CondenseError, match="unknown field 'optimiser'"):
+        get_protocol(str(bad))
+    bad.write_text(json.dumps({"epochs": 3, "labels": "teacher"}))
+    with pytest.raises(CondenseError, match="no 'teacher' entry"):
+        get_protocol(str(bad))
+    ok = tmp_path / "mine.json"
+    ok.write_text(json.dumps({"name": "mine", "epochs": 3, "optimizer": "adamw", "lr": 1e-3, "schedule": "cosine"}))
+    assert get_protocol(str(ok)).optimizer == "adamw"
+
+
+def test_vectorised_matches_sequential():
+    """Same seeds, same per-seed randomness: per-seed trajectories agree (float rounding aside) and the
+    5-seed means agree within the combined std, for a conv net and an MLP."""
+    synth = _set(3)
+    proto = Protocol(name="t", epochs=20, batch_size=10, lr=0.02, checkpoints=2)
+    kw = dict(models=["ConvNet", "MLP"], runs=5, protocol=proto, device="cpu", model_args=W16)
+    vec, seq = evaluate(synth, **kw), evaluate(synth, sequential=True, **kw)
+    for m in ("ConvNet", "MLP"):
+        v, s = vec["results"][m], seq["results"][m]
+        assert v["trainer"] == "vectorised" and s["trainer"].startswith("sequential")
+        assert abs(v["mean"] - s["mean"]) <= v["std"] + s["std"] + 1e-9, (m, v, s)
+        assert v["mean"] > 20, v  # 10 classes on digits: well above chance
+        diffs = [abs(a - b) for a, b in zip(v["runs"], s["runs"])]
+        assert max(diffs) < 3.0, (m, v["runs"], s["runs"])  # same trajectories up to rounding
+
+
+def test_batchnorm_falls_back_to_sequential():
+    rep = evaluate(_set(1), models="ConvNetBN", runs=2, protocol=Protocol(epochs=2, checkpoints=1), device="cpu",
+                   model_args={"width": 8})
+    assert rep["results"]["ConvNetBN"]["trainer"].startswith("sequential (BatchNorm")
+
+
+def test_soft_and_teacher_protocols(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    proto = get_protocol("soft", epochs=30, batch_size=8, lr=0.01)  # INFER lr 1e-3 needs thousands of steps
+    soft = evaluate(_set(3, soft=True), protocol=proto, runs=2, device="cpu", model_args=W16)
+    assert soft["labels"].startswith("soft (prob") and soft["results"]["ConvNet"]["mean"] > 30, soft["results"]
+    logits = _set(3, soft=True)
+    logits.labels = logits.labels.log() * 10  # the same targets as logits at T = 10
+    soft = evaluate(logits, protocol=get_protocol("soft", epochs=30, batch_size=8, lr=0.01, temperature=10.0), runs=2,
+                    device="cpu", model_args=W16)
+    assert soft["labels"] == "soft (logits)" and soft["results"]["ConvNet"]["mean"] > 20, soft["results"]  # chance: 10
+    with pytest.raises(CondenseError, match="hard labels"):
+        evaluate(_set(1), protocol="soft", epochs=1, runs=1, device="cpu")
+    teacher = {"model": "ConvNet", "model_args": W16, "epochs": 6, "batch_size": 64, "lr": 0.05,
+               "augment": "none", "seed": 0}
+    kd = get_protocol("kd", epochs=15, teacher=teacher)
+    rep = evaluate(_set(2), protocol=kd, runs=2, device="cpu", model_args=W16)
+    info = rep["teacher"]
+    assert rep["labels"] == "teacher" and info["test_accuracy"] > 80 and os.path.isfile(info["cache"])
+    again = evaluate(_set(2), protocol=kd, runs=2, device="cpu", model_args=W16)  # cached teacher: same numbers
+    assert again["results"]["ConvNet"]["runs"] == rep["results"]["ConvNet"]["runs"]
+
+
+def _cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def two_sets(tmp_path):
+    paths = []
+    for n in (1, 2):
+        p = str(tmp_path / f"s{n}.h5")
+        _set(n, seed=n).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--protocol", "nosuch"], "Unknown protocol 'nosuch'"),
+    (["--models", "ConvNet,NoSuchNet"], "Unknown model 'NoSuchNet'"),
+    (["--protocol", "soft"], "hard labels"),
+    (["--dataset", "mnist5k"], "images are (1, 8, 8)"),
+    (["--reference", "half"], "Unknown reference 'half'"),
+])
+def test_eval_bad_input(capsys, two_sets, extra, needle):
+    code, _, err = _cli(capsys, "eval", two_sets[0], "--epochs", "1", "--runs", "1", "--device", "cpu", *extra)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and needle.lower() in err.lower(), err
+
+
+def test_grid_side_by_side_with_reference_and_report(tmp_path, capsys, two_sets):
+    js = str(tmp_path / "grid.json")
+    code, out, err = _cli(capsys, "eval", *two_sets, "--models", "ConvNet,MLP", "--epochs", "3", "--runs", "2",
+                          "--reference", "random", "--json", js, "--model-args", '{"width": 8}', "--device", "cpu",
+                          "--quiet")
+    assert code == 0, err
+    payload = json.load(open(js))
+    sets = payload["sets"]
+    assert [os.path.basename(s["set"]) for s in sets] == ["s1.h5", "s2.h5"]
+    assert sets[0]["seeds"] == sets[1]["seeds"] == payload["reference"]["seeds"]
+    assert sets[0]["protocol"] == sets[1]["protocol"] == payload["reference"]["protocol"]
+    assert "reference: random" in out and "s2.h5" in out and "MLP" in out
+    md = open(js[:-5] + ".md").read()
+    assert "| s1.h5 | random | 1 |" in md and payload["protocol"]["hash"] in md
+    code, _, err = _cli(capsys, "report", js, "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    for png in ("accuracy_vs_ipc.png", "cross_arch.png", "curves.png"):
+        blob = open(tmp_path / "rep" / png, "rb").read()
+        assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 5000
+        assert f"]({png})" in open(tmp_path / "rep" / "README.md").read()
+    code, _, err = _cli(capsys, "report", str(tmp_path / "nothere.json"), "--out", str(tmp_path / "x"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_torchrun_two_ranks_match_one_rank(tmp_path, two_sets):
+    """(architecture x seed) jobs sharded over 2 gloo ranks give the same per-job results as 1 process."""
+    args = ["eval", two_sets[0], "--models", "ConvNet,MLP", "--epochs", "2", "--runs", "3", "--sequential",
+            "--model-args", '{"width": 8}', "--device", "cpu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = str(tmp_path / "one.json")
+    done = subprocess.run([sys.executable, "-m", "condense.cli", *args, "--json", one], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    two = str(tmp_path / "two.json")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", "-m", "condense.cli", *args, "--json", two], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = json.load(open(one)), json.load(open(two))
+    assert b["world"] == 2 and len(b["jobs"]) == 6
+    for m in ("ConvNet", "MLP"):
+        assert a["results"][m]["runs"] == b["results"][m]["runs"], m
+        assert a["results"][m]["seeds"] == b["results"][m]["seeds"]
