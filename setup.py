@@ -7,7 +7,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["condense", "condense.*"]),
+    # eval/protocols/*.json ships inside the package as condense/protocols (read when not in a checkout)
+    packages=find_packages(include=["condense", "condense.*"]) + ["condense.protocols"],
+    package_dir={"condense.protocols": "eval/protocols"},
+    package_data={"condense.protocols": ["*.json"]},
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",
