@@ -141,3 +141,17 @@ def test_zca_matches_kornia_and_is_stored_with_the_buffer(tmp_path):
     assert torch.equal(synth.zca_matrix, matrix) and torch.equal(synth.zca_mean, mean)
     scored = eval_dataset_for(synth, device=torch.device("cpu"))
     assert torch.allclose(scored.test_x, apply_zca(data.denormalize(data.test_x), matrix, mean))
+
+
+def test_ast_style_is_data_and_trains_differently_from_the_same_init():
+    ast = ExpertConfig.for_style("ast", **{**TINY, "lr": None})
+    assert (ast.lr, ast.momentum, ast.weight_decay, ast.lr_decay, ast.loss_ramp, ast.grad_penalty) == \
+        (0.003, 0.9, 1e-3, 0.6, True, 2.0)
+    mtt = ExpertConfig.for_style("mtt", **{**TINY, "lr": None})
+    assert (mtt.lr, mtt.momentum, mtt.weight_decay, mtt.lr_decay, mtt.grad_penalty) == (0.01, 0.0, 0.0, 1.0, 0.0)
+    data = load_dataset("digits")
+    a, _, _ = train_expert(ast, data, 0, torch.device("cpu"))
+    m, _, _ = train_expert(mtt, data, 0, torch.device("cpu"))
+    assert torch.equal(a[0], m[0]) and not torch.equal(a[1], m[1]) and bool(torch.isfinite(a).all())
+    with pytest.raises(CondenseError, match="Unknown expert style 'sgd'"):
+        ExpertConfig.for_style("sgd")
