@@ -223,7 +223,47 @@ def bench_trajectory(device: torch.device, repeats: int) -> dict:
             "peak_growth_10_to_40_unrolled": growth["unrolled"], "fastest_mode": fastest}
 
 
-SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory}
+EVAL_OPTIONS = {"epochs": 300, "width": 128, "threads": 0}  # set from --eval-* flags
+
+
+def bench_evaluator(device: torch.device, repeats: int) -> dict:
+    """5 seeds of ConvNet on a 100-image mnist5k subset (10 per class), standard protocol, vectorised vs
+    sequential in one run (same seeds, so accuracies should agree too). ``repeats`` is unused: one timed
+    run of each mode (a full training run is long enough to time once)."""
+    from condense.data import load_dataset
+    from condense.evaluator import evaluate
+    from condense.protocol import get_protocol
+    from condense.store import SynthSet
+
+    epochs, width = EVAL_OPTIONS["epochs"], EVAL_OPTIONS["width"]
+    before = torch.get_num_threads()
+    if EVAL_OPTIONS["threads"]:
+        torch.set_num_threads(EVAL_OPTIONS["threads"])
+    data = load_dataset("mnist5k", device="cpu")
+    idx = torch.cat([torch.nonzero(data.train_y == c).squeeze(1)[:10] for c in range(data.num_classes)])
+    synth = SynthSet(images=data.train_x[idx].clone(), labels=data.train_y[idx].clone(), dataset="mnist5k",
+                     num_classes=data.num_classes, class_names=data.class_names, mean=data.mean, std=data.std,
+                     method="first-10-per-class")
+    proto = get_protocol("standard", epochs=epochs)
+    rows = []
+    for sequential in (False, True):
+        t0 = time.perf_counter()
+        rep = evaluate(synth, models=["ConvNet"], runs=5, protocol=proto, dataset=data, device=str(device),
+                       sequential=sequential, model_args={"width": width})
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        r = rep["results"]["ConvNet"]
+        rows.append({"variant": f"{r['trainer']}: 5 seeds x {epochs} epochs (total s)", "seconds": seconds,
+                     "s_per_epoch_all_seeds": seconds / epochs, "acc_mean": r["mean"], "acc_std": r["std"]})
+    torch.set_num_threads(before)
+    return {"section": "evaluator",
+            "input": f"mnist5k 100 images (10/class), ConvNet width {width}, protocol standard {epochs} epochs, "
+                     f"5 seeds, {EVAL_OPTIONS['threads'] or before} threads",
+            "rows": rows, "speedup_vectorised_vs_sequential": rows[1]["seconds"] / rows[0]["seconds"]}
+
+
+SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory, "evaluator": bench_evaluator}
 
 
 def print_table(result: dict) -> None:
@@ -250,7 +290,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=os.path.join("eval", "bench", "bench.json"))
+    parser.add_argument("--eval-epochs", type=int, default=300, help="evaluator section: epochs per seed")
+    parser.add_argument("--eval-width", type=int, default=128, help="evaluator section: ConvNet width")
+    parser.add_argument("--eval-threads", type=int, default=0, help="evaluator section: torch threads (0: keep)")
     args = parser.parse_args()
+    EVAL_OPTIONS.update(epochs=args.eval_epochs, width=args.eval_width, threads=args.eval_threads)
     device = resolve_device(args.device)
     results = []
     for name in args.section or sorted(SECTIONS):
