@@ -5,7 +5,7 @@
     python scripts/compare_methods.py --report                     # merge, print, write JSON + Markdown
 
 Each cell = (row, IPC, seed): distil on the dataset with that seed, then train one fresh
-ConvNet (evaluation width, default 128) under the named protocol with the same seed and
+network (--eval-model; default ConvNetW32 to fit a CPU budget) under the named protocol with the same seed and
 record its test accuracy. Mean ± std is over seeds. Finished cells are kept in
 eval/compare/<dataset>_w<i>.json, so an interrupted worker continues where it stopped.
 """
@@ -55,13 +55,15 @@ def cell_key(row, ipc, seed):
 
 def feature_weights(args, data, seed, folder):
     """One briefly trained feature ConvNet per seed, shared by the three coresets and both IPCs."""
-    path = os.path.join(folder, f"features_seed{seed}.pt")
+    tag = "_".join(f"{k}{v}" for k, v in sorted(args.model_args.items()))
+    path = os.path.join(folder, f"features_{args.dataset}_{tag}_seed{seed}.pt")
     if not os.path.exists(path):
         method = prepare("herding", data, 1, model_args=args.model_args, seed=seed, device=args.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = method.feature_network()
-        torch.save(net.state_dict(), path)
+        torch.save(net.state_dict(), path + ".tmp")
+        os.replace(path + ".tmp", path)  # workers share the cache
     return path
 
 
@@ -77,9 +79,9 @@ def run_cell(args, data, row, ipc, seed, folder):
     t0 = time.perf_counter()
     synth = distill(method, data, ipc, model_args=args.model_args, seed=seed, device=args.device, **options)
     distill_s = time.perf_counter() - t0
-    report = evaluate(synth, models=("ConvNet",), runs=1, protocol=args.protocol, dataset=data,
+    report = evaluate(synth, models=(args.eval_model,), runs=1, protocol=args.protocol, dataset=data,
                       device=args.device, seed=seed)
-    r = report["results"]["ConvNet"]
+    r = report["results"][args.eval_model]
     return {"row": row, "method": method, "ipc": ipc, "seed": seed, "accuracy": r["runs"][0],
             "best_ckpt": r["best_runs"][0], "distill_seconds": distill_s, "eval_seconds": r["seconds"][0],
             "options": {k: v for k, v in options.items() if k != "feature_weights"},
@@ -115,7 +117,8 @@ def report(args):
     from rich.table import Table
 
     found, settings = {}, None
-    for path in sorted(glob.glob(os.path.join(args.out_dir, f"{args.dataset}_w*.json"))):
+    # workers may write to sub-folders of --out-dir (e.g. one per IPC)
+    for path in sorted(glob.glob(os.path.join(args.out_dir, "**", f"{args.dataset}_w*.json"), recursive=True)):
         payload = json.load(open(path))
         settings = settings or payload["settings"]
         found.update(payload["cells"])
@@ -128,8 +131,9 @@ def report(args):
                                               "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
                                               "n": len(accs), "runs": accs}
     s = settings or vars(args)
-    title = (f"{args.dataset}: ConvNet test accuracy (%), mean ± std over seeds; protocol '{s['protocol']}', "
-             f"distilled with ConvNet {s['model_args']}")
+    title = (f"{args.dataset}: {s.get('eval_model', 'ConvNet')} test accuracy (%), mean ± std over seeds; "
+             f"protocol '{s['protocol']}', distilled with ConvNet {s['model_args']}, {s['iterations']} DM/DataDAM "
+             f"iterations, DC/DSA {s['gm_iterations']} iterations at IPC 1 / 10, batch_real {s['batch_real']}")
     table = Table(title=title)
     table.add_column("method")
     for ipc in args.ipcs:
@@ -158,12 +162,13 @@ def main():
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--ipcs", type=int, nargs="+", default=[10, 1])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--iterations", type=int, default=100, help="DM / DataDAM iterations")
-    p.add_argument("--gm-iterations", type=int, nargs=2, default=[100, 4], metavar=("IPC1", "IPC_MORE"),
+    p.add_argument("--iterations", type=int, default=80, help="DM / DataDAM iterations")
+    p.add_argument("--gm-iterations", type=int, nargs=2, default=[60, 2], metavar=("IPC1", "IPC_MORE"),
                    help="DC / DSA outer iterations at IPC 1 and above (official loop table per IPC)")
     p.add_argument("--batch-real", type=int, default=32)
     p.add_argument("--model-args", type=json.loads, default={"width": 32}, help="distillation network (JSON)")
     p.add_argument("--protocol", default="fast")
+    p.add_argument("--eval-model", default="ConvNetW32", help="architecture trained on each set (ConvNet = width 128)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", default=os.path.join("eval", "compare"))
