@@ -18,7 +18,7 @@ from .matching import chunked, class_means, frozen
 
 @dataclass
 class DMConfig(MethodConfig):
-    iterations: int = 150
+    iterations: int = 60
     lr_img: float = 1.0
     momentum: float = 0.5
     batch_real: int = 256
