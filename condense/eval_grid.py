@@ -121,7 +121,9 @@ def rich_table(payload: dict[str, Any]):
 
     models = payload["models"]
     best = len(models) == 1  # a single architecture has room for the best-checkpoint column
-    table = Table(title=title(payload))
+    from rich.markup import escape
+
+    table = Table(title=escape(title(payload)))  # the [hash] is not rich markup
     table.add_column("set")
     for m in models:
         table.add_column(m, justify="right")
