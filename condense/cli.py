@@ -216,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", default="standard", help="name in eval/protocols (standard, long, fast, soft, kd) "
                                                          "or a .json file")
     e.add_argument("--reference", default=None, help="add a reference row: full | random")
-    e.add_argument("--sequential", action="store_true", help="train seeds one by one instead of vectorised")
+    e.add_argument("--sequential", action="store_true", default=None,
+                   help="train seeds one by one (the default on CPU; seeds are vectorised on CUDA)")
+    e.add_argument("--vectorised", dest="sequential", action="store_false",
+                   help="train the seeds of an architecture together with vmap (the default on CUDA)")
     e.add_argument("--model-args", default=None, help='JSON of model overrides for every architecture')
     e.add_argument("--dataset", default=None, help="evaluate on this dataset instead of the set's own")
     e.add_argument("--data-root", default=None)

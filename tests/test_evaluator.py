@@ -72,7 +72,7 @@ def test_vectorised_matches_sequential():
     synth = _set(3)
     proto = Protocol(name="t", epochs=20, batch_size=10, lr=0.02, checkpoints=2)
     kw = dict(models=["ConvNet", "MLP"], runs=5, protocol=proto, device="cpu", model_args=W16)
-    vec, seq = evaluate(synth, **kw), evaluate(synth, sequential=True, **kw)
+    vec, seq = evaluate(synth, sequential=False, **kw), evaluate(synth, sequential=True, **kw)
     for m in ("ConvNet", "MLP"):
         v, s = vec["results"][m], seq["results"][m]
         assert v["trainer"] == "vectorised" and s["trainer"].startswith("sequential")
@@ -83,7 +83,7 @@ def test_vectorised_matches_sequential():
 
 
 def test_batchnorm_falls_back_to_sequential():
-    rep = evaluate(_set(1), models="ConvNetBN", runs=2, protocol=Protocol(epochs=2, checkpoints=1), device="cpu",
+    rep = evaluate(_set(1), models="ConvNetBN", runs=2, sequential=False, protocol=Protocol(epochs=2, checkpoints=1), device="cpu",
                    model_args={"width": 8})
     assert rep["results"]["ConvNetBN"]["trainer"].startswith("sequential (BatchNorm")
 
