@@ -13,16 +13,6 @@ FAST = {"model_args": {"width": 8}, "device": "cpu", "feature_epochs": 1, "max_p
 TOY = np.array([[0, 0], [4, 0], [0, 3], [8, 9]], dtype=np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small per-class graphs: one thread avoids OpenMP spin-waits on a shared 2-core machine
-    (measured 30x faster for a DC step under load); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_herding_picks_the_hand_computed_points():
     # t=1: nearest to μ: |c−μ|²=9 < |b−μ|²=10 < 18 < 61            -> c
     # t=2: nearest to 2μ − c = (6,3): b 13 < d 40 < a 45            -> b

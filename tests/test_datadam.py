@@ -11,16 +11,6 @@ TINY = {"model_args": {"width": 16}, "device": "cpu"}
 DIGITS = {"model_args": {"width": 16, "depth": 2}, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small per-class graphs: one thread avoids OpenMP spin-waits on a shared 2-core machine
-    (measured 30x faster for a DC step under load); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("power", [1.0, 4.0])
 def test_attention_map_is_normalised_and_differentiable(power):
     f = torch.randn(5, 6, 7, 7, dtype=torch.double, requires_grad=True)

@@ -17,15 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W16 = {"width": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets: one thread avoids OpenMP spin-wait stalls on a shared, loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _set(n_per_class=2, soft=False, seed=0):
     """A real digits subset (so accuracies mean something), optionally with soft labels."""
     from condense.data import load_dataset

@@ -18,15 +18,6 @@ CLI_TINY = ["--dataset", "digits", "--model-args", '{"width": 8}', "--epochs", "
             "--batch-size", "128", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks run several times faster on one thread on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def one_sentence(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err

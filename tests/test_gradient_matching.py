@@ -11,16 +11,6 @@ from condense.synth.gradient_matching import fix_batchnorm_statistics, layer_dis
 DIGITS = {"model_args": {"width": 16, "depth": 2}, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small per-class graphs: one thread avoids OpenMP spin-waits on a shared 2-core machine
-    (measured 30x faster for a DC step under load); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_distance_is_zero_for_identical_gradients_and_ignores_1d_params():
     g = [torch.randn(8, 3, 3, 3), torch.randn(8), torch.randn(10, 32), torch.randn(10)]
     assert match_distance(g, [t.clone() for t in g]).item() == pytest.approx(0.0, abs=1e-5)

@@ -17,15 +17,6 @@ WIDTH = {"width": 8, "depth": 2}
 FAST = ["--dataset", "digits", "--model-args", json.dumps(WIDTH), "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny problems run several times faster on one thread on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def experts(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("mtt") / "experts")

@@ -25,20 +25,17 @@ import torch.nn.functional as F
 
 from ..augment import class_siamese
 from ..errors import CondenseError
-from .base import MethodConfig, iteration_seed, make_generator, register_method
-from .dm import PixelSynthesizer
+from .base import iteration_seed, make_generator, register_method
+from .dm import DMConfig, PixelSynthesizer
 from .matching import chunked, class_means, frozen
 
 
 @dataclass
-class DataDAMConfig(MethodConfig):
+class DataDAMConfig(DMConfig):
+    """DM's pixel-learning settings (lr 1, momentum 0.5, real init, DSA, flip), DataDAM's budget."""
+
     iterations: int = 150
-    lr_img: float = 1.0
-    momentum: float = 0.5
     batch_real: int = 64
-    init: str = "real"
-    dsa: bool = True
-    flip: bool = False          # FYI plug-in: match [S; hflip(S)] on the synthetic side
     power: float = 1.0          # attention exponent p (paper table 4, released code 1; 1 measured better)
     task_balance: float = 0.01  # λ on the embedding-mean term (0.02 at high resolution)
     loss_scale: float = 100.0   # both terms are ×100 in the official loss
