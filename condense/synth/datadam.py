@@ -23,11 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..augment import class_siamese
 from ..errors import CondenseError
-from .base import iteration_seed, make_generator, register_method
+from .base import register_method
 from .dm import DMConfig, PixelSynthesizer
-from .matching import chunked, class_means, frozen
+from .matching import chunked, class_means
 
 
 @dataclass
@@ -82,19 +81,11 @@ class DataDAM(PixelSynthesizer):
         return super().init()
 
     def step(self, it):
-        ctx, cfg = self.ctx, self.cfg
-        k = ctx.dataset.num_classes
-        gen = make_generator(iteration_seed(ctx.run.seed, it))
-        net = frozen(ctx.new_model())
-        real_x, real_y = ctx.sampler.sample_classes(cfg.batch_real, gen)
-        syn_x, syn_y = self.synthetic_batch()
-        if cfg.dsa:
-            real_x, syn_x = class_siamese(self.dsa, real_x, real_y, syn_x, syn_y, k, gen)
+        cfg, k = self.cfg, self.ctx.dataset.num_classes
+        net, real_x, real_y, syn_x, syn_y = self.draw(it)
         real = chunked(lambda x: attention_features(net, x, cfg.power), real_x)
         syn = attention_features(net, syn_x, cfg.power)
         sam, mmd = datadam_loss(real, real_y, syn, syn_y, k, cfg.task_balance, cfg.loss_scale)
         loss = sam + mmd
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.descend(loss)
         return {"loss": loss.item(), "sam": sam.item(), "mmd": mmd.item()}

@@ -47,6 +47,23 @@ class PixelSynthesizer(Synthesizer):
         images, labels = self.synth.images, self.synth.labels
         return hflip_concat(images, labels) if self.cfg.flip else (images, labels)
 
+    def draw(self, it):
+        """This iteration's fresh frozen network and real/synthetic batches, one siamese DSA draw per class."""
+        ctx, cfg = self.ctx, self.cfg
+        k = ctx.dataset.num_classes
+        gen = make_generator(iteration_seed(ctx.run.seed, it))
+        net = frozen(ctx.new_model())
+        real_x, real_y = ctx.sampler.sample_classes(cfg.batch_real, gen)
+        syn_x, syn_y = self.synthetic_batch()
+        if cfg.dsa:
+            real_x, syn_x = class_siamese(self.dsa, real_x, real_y, syn_x, syn_y, k, gen)
+        return net, real_x, real_y, syn_x, syn_y
+
+    def descend(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
     def state_dict(self):
         return {"optimizer": self.optimizer.state_dict()}
 
@@ -60,18 +77,10 @@ class DM(PixelSynthesizer):
     config_cls = DMConfig
 
     def step(self, it):
-        ctx, cfg = self.ctx, self.cfg
-        k = ctx.dataset.num_classes
-        gen = make_generator(iteration_seed(ctx.run.seed, it))
-        net = frozen(ctx.new_model())
-        real_x, real_y = ctx.sampler.sample_classes(cfg.batch_real, gen)
-        syn_x, syn_y = self.synthetic_batch()
-        if cfg.dsa:
-            real_x, syn_x = class_siamese(self.dsa, real_x, real_y, syn_x, syn_y, k, gen)
+        net, real_x, real_y, syn_x, syn_y = self.draw(it)
+        k = self.ctx.dataset.num_classes
         real_mean = class_means(chunked(net.embed, real_x), real_y, k)
         syn_mean = class_means(net.embed(syn_x), syn_y, k)
         loss = ((real_mean - syn_mean) ** 2).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.descend(loss)
         return {"loss": loss.item()}
