@@ -66,8 +66,15 @@ def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path, dpi=110)
+
+
+def _save(fig, path: str, dpi: int) -> str:
+    """Lay out, write atomically as PNG, and free the figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)
     return path
 
@@ -92,10 +99,7 @@ def plot_cross_arch(reports: Sequence[dict[str, Any]], path: str) -> str:
     ax.set_title("Cross-architecture accuracy (mean ± std over seeds)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
@@ -128,10 +132,7 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 def _table(reports: Sequence[dict[str, Any]]) -> list[str]:

@@ -23,22 +23,21 @@ from torch.func import functional_call, grad, vmap
 from ..augment import class_siamese
 from ..errors import CondenseError
 from ..models import has_batchnorm
-from .base import MethodConfig, iteration_seed, make_generator, register_method
-from .dm import PixelSynthesizer
+from .base import iteration_seed, make_generator, register_method
+from .dm import DMConfig, PixelSynthesizer
 
 DISTANCES = ("ours", "mse", "cos")
 _EPS = 1e-6  # official denominator guard in the cosine
 
 
 @dataclass
-class DCConfig(MethodConfig):
+class DCConfig(DMConfig):
+    """DM's pixel-learning fields with DC's defaults, plus the inner loop and the distance."""
+
     iterations: int = 100
     lr_img: float = 0.1
-    momentum: float = 0.5
-    batch_real: int = 256
     init: str = "noise"       # DC default; DSA recommends real
     dsa: bool = False
-    flip: bool = False        # FYI plug-in: per class [S_c; hflip(S_c)] before augmentation
     outer_loop: int = 1       # set per IPC by the preset table (official get_loops)
     inner_loop: int = 1
     lr_net: float = 0.01      # inner network: plain SGD on the synthetic set
