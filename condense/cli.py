@@ -125,6 +125,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+# ---- audit ----------------------------------------------------------------------------------
+def cmd_audit(args) -> int:
+    from rich.table import Table
+
+    from .audit import run_audit
+    from .device import resolve_device
+
+    options = parse_settings(args.set)
+    for key in ("shadows", "canaries", "feature_model", "feature_weights"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    report = args.report or os.path.splitext(args.set_path)[0] + "_audit"
+    log = (lambda m: None) if args.quiet else (lambda m: _console(stderr=True).print(m))
+    results = run_audit(args.set_path, args.checks, report, options=options, dataset=args.dataset,
+                        data_root=args.data_root, device=resolve_device(args.device), seed=args.seed, log=log)
+    table = Table(title=f"Audit of {os.path.basename(args.set_path)}")
+    table.add_column("check")
+    table.add_column("verdict")
+    for r in results:
+        table.add_row(r.name, f"[yellow]{r.verdict}[/]" if r.flagged else r.verdict)
+    _console().print(table)
+    _console().print(f"Report: [bold]{os.path.join(report, 'index.md')}[/]")
+    return 0
+
+
 # ---- show -----------------------------------------------------------------------------------
 def cmd_show(args) -> int:
     from rich.table import Table
@@ -234,6 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("results", nargs="+", metavar="RESULTS.json")
     r.add_argument("--out", required=True, help="output folder (PNGs + README.md)")
     r.set_defaults(func=cmd_report)
+
+    a = sub.add_parser("audit", help="privacy audits: memorization, membership inference, reconstruction")
+    a.add_argument("set_path", metavar="SET.h5")
+    a.add_argument("--checks", default="memorization", help="comma list of memorization, mia, reconstruction, or all")
+    a.add_argument("--report", default=None, help="report folder (default: SET_audit/ beside the set)")
+    a.add_argument("--shadows", type=int, default=None, help="mia: shadow pipelines (default 16, at least 2)")
+    a.add_argument("--canaries", type=int, default=None, help="mia: audit points from the training set (default 500)")
+    a.add_argument("--feature-model", default=None, help="memorization: feature network (default: a trained ConvNet)")
+    a.add_argument("--feature-weights", default=None, help="memorization: state_dict .pt for --feature-model")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any check option, e.g. --set ssim_window=7 (repeatable)")
+    a.add_argument("--dataset", default=None, help="must be the set's own dataset (checked)")
+    a.add_argument("--data-root", default=None)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--device", default="auto")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("show", help="print a set's metadata and write its image grid")
     s.add_argument("set", metavar="SET.h5")

@@ -1,0 +1,1 @@
+"""Imports every check module so that each registers itself (the timm pattern)."""
