@@ -12,15 +12,13 @@ the ``embed`` output of a network: the one the user names (``feature_model`` plu
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..errors import CondenseError
+from ..feature_net import feature_network
 from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
 from .matching import chunked
 
@@ -98,28 +96,10 @@ class Coreset(Synthesizer):
 
     def feature_network(self) -> torch.nn.Module:
         ctx, cfg = self.ctx, self.cfg
-        net = ctx.new_model(cfg.feature_model or None)
-        if not hasattr(net, "embed"):
-            raise CondenseError(f"Feature network '{cfg.feature_model}' has no embed(); use a registry model.")
-        if cfg.feature_weights:
-            _load_weights(net, cfg.feature_weights)
-        elif cfg.feature_epochs > 0:
-            self.train_briefly(net)
-        return net.eval()
-
-    def train_briefly(self, net: torch.nn.Module) -> None:
-        """A few epochs of plain supervised training on the real training set (no augmentation)."""
-        cfg, data = self.cfg, self.ctx.dataset
-        gen = make_generator(iteration_seed(self.ctx.run.seed, -2))
-        opt = torch.optim.SGD(net.parameters(), lr=cfg.feature_lr, momentum=0.9, weight_decay=5e-4)
-        net.train()
-        for _ in range(cfg.feature_epochs):
-            for idx in torch.randperm(len(data.train_x), generator=gen).split(cfg.feature_batch):
-                idx = idx.to(data.train_x.device)
-                loss = F.cross_entropy(net(data.train_x[idx]), data.train_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        gen = make_generator(iteration_seed(ctx.run.seed, -2))
+        return feature_network(lambda: ctx.new_model(cfg.feature_model or None), ctx.dataset.train_x,
+                               ctx.dataset.train_y, weights=cfg.feature_weights, epochs=cfg.feature_epochs,
+                               lr=cfg.feature_lr, batch=cfg.feature_batch, generator=gen, name=cfg.feature_model)
 
     def init(self):
         ctx = self.ctx
@@ -139,17 +119,6 @@ class Coreset(Synthesizer):
         self.selected = index  # positions in the real training set (tests, audits)
         self.synth = self.new_synthset(images, ctx.dataset.train_y[index].clone())
         return self.synth
-
-
-def _load_weights(net: torch.nn.Module, path: str) -> None:
-    if not os.path.isfile(path):
-        raise CondenseError(f"Feature weights {path} do not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-    except Exception as err:
-        raise CondenseError(f"Feature weights {path} do not fit the feature network "
-                            f"({type(err).__name__}).") from None
 
 
 @register_method
