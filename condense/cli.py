@@ -45,7 +45,7 @@ def cmd_datasets(args) -> int:
 
 
 # ---- distill --------------------------------------------------------------------------------
-_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip",
+_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip", "min_distance",
                    "experts", "syn_steps", "expert_epochs", "max_start_epoch", "grad_mode")  # last five: mtt
 
 
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-real", type=int, default=None)
     d.add_argument("--init", default=None, help="real | noise")
     d.add_argument("--flip", action="store_true", help="FYI flip plug-in")
+    d.add_argument("--min-distance", type=float, default=None, metavar="D",
+                   help="dm/datadam defence: keep every image at least D (L2, [0,1] pixels) from all real training images")
     d.add_argument("--preset", default=None, help="named option bundle, e.g. ast (with --method mtt)")
     d.add_argument("--experts", default=None, help="mtt: expert buffer folder from `condense experts`")
     d.add_argument("--syn-steps", type=int, default=None, help="mtt: student steps N per iteration")

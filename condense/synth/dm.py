@@ -25,6 +25,11 @@ class DMConfig(MethodConfig):
     init: str = "real"
     dsa: bool = True
     flip: bool = False  # FYI plug-in: match [S; hflip(S)] on the synthetic side
+    min_distance: float = 0.0          # defence: every image ≥ d (L2, [0, 1] pixels) from all real training images; 0 = off
+    min_distance_weight: float = 50.0  # weight of its penalty 50·mean((d − min(d, d_i))²) (Loo et al. code)
+
+
+MIN_DISTANCE_METHODS = ("dm", "datadam")  # the methods whose step goes through PixelSynthesizer.descend
 
 
 class PixelSynthesizer(Synthesizer):
@@ -41,6 +46,15 @@ class PixelSynthesizer(Synthesizer):
         strategy = ctx.dataset.dsa_strategy
         self.dsa = DSA(DSAConfig(strategy=strategy, flip_first=cfg.flip and "flip" in strategy))
         self.synth = self.new_synthset(images, labels)
+        self.defence = None
+        if cfg.min_distance:  # penalty in the loss + projection after each step (defence.py)
+            from ..errors import CondenseError
+            from .defence import MinDistance
+
+            if self.name not in MIN_DISTANCE_METHODS:
+                raise CondenseError(f"--min-distance is supported by {' and '.join(MIN_DISTANCE_METHODS)}, "
+                                    f"not by '{self.name}'.")
+            self.defence = MinDistance(ctx.dataset, cfg.min_distance, cfg.min_distance_weight)
         return self.synth
 
     def synthetic_batch(self):
@@ -60,9 +74,13 @@ class PixelSynthesizer(Synthesizer):
         return net, real_x, real_y, syn_x, syn_y
 
     def descend(self, loss: torch.Tensor) -> None:
+        if self.defence is not None:
+            loss = loss + self.defence.penalty(self.synth.images)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.defence is not None:
+            self.defence.project(self.synth.images.data)
 
     def state_dict(self):
         return {"optimizer": self.optimizer.state_dict()}
