@@ -1,1 +1,2 @@
 """Imports every check module so that each registers itself (the timm pattern)."""
+from . import memorization  # noqa: F401

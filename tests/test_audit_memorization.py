@@ -1,0 +1,159 @@
+"""Memorization audit and the --min-distance defence (issue 6, parts 1 and 4)."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from condense.audit import run_audit
+from condense.audit.neighbours import knn
+from condense.audit.similarity import default_window, ssim_pairs
+from condense.cli import main
+from condense.data import load_dataset
+from condense.errors import CondenseError
+from condense.store import SynthSet
+from condense.synth import distill
+
+FEAT = {"feature_model_args": {"width": 8}, "feature_epochs": 1}
+TINY = {"model_args": {"width": 8}, "device": "cpu", "batch_real": 32}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def make_set(ds, images, labels, path) -> str:
+    SynthSet(images=images, labels=labels, dataset="digits", num_classes=ds.num_classes,
+             class_names=list(ds.class_names), mean=tuple(ds.mean), std=tuple(ds.std), method="test").save(path)
+    return path
+
+
+def pixels01(x: torch.Tensor, ds) -> torch.Tensor:
+    return ds.denormalize(x).clamp(0, 1).double().flatten(1)
+
+
+def test_knn_is_exact_and_ssim_is_one_on_copies(digits):
+    x = digits.denormalize(digits.train_x[:200]).clamp(0, 1)
+    q = digits.denormalize(digits.test_x[:50]).clamp(0, 1)
+    dist, idx = knn(q, x, 3)
+    brute = torch.cdist(q.double().flatten(1), x.double().flatten(1))
+    ref_d, ref_i = brute.topk(3, largest=False)
+    assert np.allclose(dist, ref_d.numpy(), atol=1e-9) and (idx[:, 0] == ref_i[:, 0].numpy()).all()
+    assert knn(x[:5], x, 1)[0].max() == 0.0  # exact copies: exactly zero, not float32 noise
+    assert default_window(8, 8) == 3 and default_window(28, 28) == 11 and default_window(16, 16) == 7
+    s = ssim_pairs(x[:4], x[:4].clone())
+    assert torch.allclose(s, torch.ones(4)) and (ssim_pairs(x[:4], x[4:8]) < 1).all()
+
+
+def test_copies_are_flagged_near_copy_and_noise_is_not(digits, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randperm(len(digits.train_x), generator=g)[:40]
+    copies = make_set(digits, digits.train_x[pick].clone(), digits.train_y[pick].clone(), str(tmp_path / "copies.h5"))
+    noise = make_set(digits, torch.randn(40, 1, 8, 8, generator=g), digits.train_y[pick].clone(),
+                     str(tmp_path / "noise.h5"))
+    report = str(tmp_path / "rep")
+    (res,) = run_audit(copies, "memorization", report, options=FEAT)
+    assert res.metrics["near_copy"] == 40 and res.verdict.startswith("40/40 near-copy")
+    assert res.metrics["pixel"]["near_copy"] == 40 and res.metrics["feature"]["near_copy"] == 40
+    assert res.flagged
+    with open(os.path.join(report, "memorization.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40 and all(r["flag"] == "near-copy" for r in rows)
+    assert [int(r["pixel_nn1"]) for r in rows] == pick.tolist()  # the copied image is found
+    assert all(float(r["pixel_d1"]) == 0.0 and float(r["pixel_ssim"]) > 0.999 for r in rows)
+    index = open(os.path.join(report, "index.md")).read()
+    for png in ("memorization_pairs_pixel.png", "memorization_pairs_feature.png", "memorization_hist.png"):
+        assert os.path.getsize(os.path.join(report, png)) > 1000 and f"({png})" in index
+    assert json.load(open(os.path.join(report, "audit.json")))["checks"]["memorization"]["settings"]["ssim_window"] == 3
+
+    (res,) = run_audit(noise, "memorization", str(tmp_path / "rep2"), options=FEAT)
+    assert res.metrics["near_copy"] == 0 and res.metrics["review"] == 0 and not res.flagged
+    assert res.metrics["feature"]["near_copy"] == 0
+    assert res.verdict.startswith("0/40 near-copy, 0/40 review (pixel space)")
+
+
+def test_min_distance_keeps_every_image_at_least_d_from_the_training_set(digits, tmp_path, capsys):
+    d = 1.0  # about the median NN distance of a real digits test image to the training set
+    train = pixels01(digits.train_x, digits)
+    free = distill("dm", "digits", 2, iterations=3, **TINY)
+    assert torch.cdist(pixels01(free.images, digits), train).min() < d  # real init: copies, so the test can fail
+    out = str(tmp_path / "md.h5")
+    code = main(["distill", "--method", "dm", "--dataset", "digits", "--ipc", "2", "--iterations", "3",
+                 "--min-distance", str(d), "--model-args", '{"width": 8}', "--batch-real", "32", "--device", "cpu",
+                 "--quiet", "--out", out])
+    assert code == 0, capsys.readouterr().err
+    synth = SynthSet.load(out)
+    assert synth.config["method_config"]["min_distance"] == d
+    clamped = pixels01(synth.images, digits)
+    unclamped = (synth.images * synth.images.new_tensor(synth.std).view(1, -1, 1, 1)
+                 + synth.images.new_tensor(synth.mean).view(1, -1, 1, 1)).double().flatten(1)
+    assert torch.cdist(clamped, train).min() >= d  # brute force, independent of faiss
+    assert torch.cdist(unclamped, train).min() >= d
+    # datadam goes through the same descent step
+    dam = distill("datadam", "digits", 2, iterations=2, min_distance=d, **TINY)
+    assert torch.cdist(pixels01(dam.images, digits), train).min() >= d
+
+
+def test_min_distance_resume_is_bit_exact(tmp_path):
+    out = str(tmp_path / "r.h5")
+    opts = dict(TINY, min_distance=1.0)
+    straight = distill("dm", "digits", 2, iterations=4, **opts)
+
+    def interrupt(it, stats):
+        if it == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill("dm", "digits", 2, iterations=4, out=out, checkpoint_every=2, on_step=interrupt, **opts)
+    resumed = distill("dm", "digits", 2, iterations=4, out=out, resume=True, checkpoint_every=2, **opts)
+    assert torch.equal(resumed.images, straight.images)
+
+
+def test_min_distance_bad_values():
+    with pytest.raises(CondenseError, match="must be positive"):
+        distill("dm", "digits", 2, iterations=1, min_distance=-1.0, **TINY)
+    with pytest.raises(CondenseError, match="supported by dm and datadam"):
+        distill("dc", "digits", 2, iterations=1, min_distance=1.0, model_args={"width": 8}, device="cpu")
+    with pytest.raises(CondenseError, match="no option 'min_distance'"):
+        distill("random", "digits", 2, min_distance=1.0, device="cpu")
+
+
+@pytest.fixture
+def digits_set(tmp_path, capsys):
+    out = str(tmp_path / "ok.h5")
+    assert main(["distill", "--method", "random", "--dataset", "digits", "--ipc", "2", "--out", out,
+                 "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    return out
+
+
+def _one_sentence(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle.lower() in err.lower(), err
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--checks", "nosuchcheck"], ["Unknown audit check 'nosuchcheck'"]),
+    (["--dataset", "mnist5k"], ["distilled from 'digits'", "own training data"]),
+    (["--set", "k=1"], ["k >= 2"]),
+    (["--set", "flag_space=colour"], ["flag_space"]),
+    (["--set", "ssim_window=4"], ["odd"]),
+    (["--feature-weights", "/nonexistent/w.pt", "--set", "feature_model_args={\"width\": 8}"], ["do not exist"]),
+])
+def test_audit_bad_input_exits_2_with_one_sentence(capsys, digits_set, tmp_path, extra, needles):
+    _one_sentence(capsys, ["audit", digits_set, "--report", str(tmp_path / "rep"), "--device", "cpu", "--quiet",
+                           *extra], *needles)
+    assert not os.path.exists(tmp_path / "rep")
+
+
+def test_audit_refuses_a_set_whose_shape_does_not_match_its_dataset(capsys, digits, tmp_path):
+    bad = make_set(digits, torch.zeros(10, 1, 28, 28), torch.arange(10), str(tmp_path / "shape.h5"))
+    _one_sentence(capsys, ["audit", bad, "--report", str(tmp_path / "rep"), "--device", "cpu", "--quiet"],
+                  "another dataset")
