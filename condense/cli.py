@@ -64,6 +64,16 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_distill(args) -> int:
+    from . import dist
+
+    dist.init()  # torchrun: dm/datadam shard classes over ranks; rank 0 writes the set
+    try:
+        return _distill(args, dist)
+    finally:
+        dist.finish()
+
+
+def _distill(args, dist) -> int:
     from .synth import distill
 
     out = args.out or DEFAULT_OUT.format(dataset=args.dataset.replace(":", "_").replace("/", "_"),
@@ -78,9 +88,9 @@ def cmd_distill(args) -> int:
     model_args = json.loads(args.model_args) if args.model_args else None
     synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
                     checkpoint_every=args.checkpoint_every, data_root=args.data_root, model=args.model,
-                    model_args=model_args, seed=args.seed, device=args.device, max_per_class=args.max_per_class,
-                    **options)
-    if not args.quiet:
+                    model_args=model_args, seed=args.seed, device=dist.device_name(args.device),
+                    max_per_class=args.max_per_class, **options)
+    if not args.quiet and dist.is_main():
         _console().print(f"Wrote [bold]{out}[/]: {synth.images.shape[0]} images "
                          f"({synth.ipc} per class, {synth.method}, {synth.iterations_done} iterations).")
     return 0

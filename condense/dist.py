@@ -60,6 +60,30 @@ def gather(obj: Any) -> list[Any]:
     return out
 
 
+def sum_stats(stats: dict[str, float]) -> dict[str, float]:
+    """Numbers summed over ranks (per-class loss shares -> the total); unchanged in one process."""
+    if not dist.is_initialized():
+        return stats
+    keys = sorted(k for k, v in stats.items() if isinstance(v, (int, float)))
+    t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {**stats, **dict(zip(keys, t.tolist()))}
+
+
+def share_rows(tensor: torch.Tensor, mine: torch.Tensor) -> None:
+    """In place: row i of ``tensor`` becomes the value held by the rank whose ``mine`` mask has it.
+
+    Ranks own disjoint rows (e.g. the synthetic images of their classes); after this every rank
+    holds every rank's latest rows, bit for bit.
+    """
+    if not dist.is_initialized():
+        return
+    parts = gather((mine.cpu(), tensor.detach()[mine].cpu()))
+    with torch.no_grad():
+        for rows, values in parts:
+            tensor[rows.to(tensor.device)] = values.to(tensor.device, tensor.dtype)
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

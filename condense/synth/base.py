@@ -71,6 +71,7 @@ class Synthesizer:
     config_cls: ClassVar[type] = object
     iterative: ClassVar[bool] = True  # False for coresets: init is the whole job
     supports_flip: ClassVar[bool] = False
+    shards_classes: ClassVar[bool] = False  # under torchrun each rank may optimise its own classes
 
     def __init__(self, cfg: Any, ctx: RunContext):
         self.cfg = cfg
@@ -88,6 +89,9 @@ class Synthesizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def sync(self) -> None:
+        """Bring every rank's share of the set (and optimiser state) to all ranks; no-op by default."""
 
     # helpers shared by methods -------------------------------------------------------------
     def new_synthset(self, images: torch.Tensor, labels: torch.Tensor, **extra) -> SynthSet:

@@ -3,6 +3,10 @@ synthetic images under a fresh, frozen random network each iteration (METHODS.md
 
 Speed: all classes go through the network in one forward pass (instance norm is per sample, so
 the maths is unchanged), with one siamese DSA draw per class and the real side under no_grad in cache-sized chunks.
+
+Scale-out: the per-class losses are independent, so under torchrun each rank draws everything a single
+process would (same network, batches and DSA parameters) but forwards and updates only its own classes;
+``sync`` shares the rows before every checkpoint and the final save, so the file is the one-process file.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import dist
 from ..augment import DSA, DSAConfig, class_siamese, hflip_concat
 from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
 from .init import initial_images
@@ -36,6 +41,7 @@ class PixelSynthesizer(Synthesizer):
     """Shared set-up for methods that learn pixels with SGD from a real or noise init."""
 
     supports_flip = True
+    shards_classes = True
 
     def init(self):
         ctx, cfg = self.ctx, self.cfg
@@ -55,7 +61,15 @@ class PixelSynthesizer(Synthesizer):
                 raise CondenseError(f"--min-distance is supported by {' and '.join(MIN_DISTANCE_METHODS)}, "
                                     f"not by '{self.name}'.")
             self.defence = MinDistance(ctx.dataset, cfg.min_distance, cfg.min_distance_weight)
+        self.classes = torch.tensor(dist.shard(range(ctx.dataset.num_classes)), device=labels.device)
         return self.synth
+
+    def _own(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's classes only (everything in a single process)."""
+        if dist.world() == 1:
+            return x, y
+        keep = torch.isin(y, self.classes)
+        return x[keep], y[keep]
 
     def synthetic_batch(self):
         images, labels = self.synth.images, self.synth.labels
@@ -67,8 +81,8 @@ class PixelSynthesizer(Synthesizer):
         k = ctx.dataset.num_classes
         gen = make_generator(iteration_seed(ctx.run.seed, it))
         net = frozen(ctx.new_model())
-        real_x, real_y = ctx.sampler.sample_classes(cfg.batch_real, gen)
-        syn_x, syn_y = self.synthetic_batch()
+        real_x, real_y = self._own(*ctx.sampler.sample_classes(cfg.batch_real, gen))
+        syn_x, syn_y = self._own(*self.synthetic_batch())
         if cfg.dsa:
             real_x, syn_x = class_siamese(self.dsa, real_x, real_y, syn_x, syn_y, k, gen)
         return net, real_x, real_y, syn_x, syn_y
@@ -84,6 +98,16 @@ class PixelSynthesizer(Synthesizer):
 
     def state_dict(self):
         return {"optimizer": self.optimizer.state_dict()}
+
+    def sync(self):
+        if dist.world() == 1:
+            return
+        images = self.synth.images
+        mine = torch.isin(self.synth.labels, self.classes)
+        dist.share_rows(images, mine)
+        buffer = self.optimizer.state.get(images, {}).get("momentum_buffer")
+        if buffer is not None:
+            dist.share_rows(buffer, mine)
 
     def load_state_dict(self, state):
         self.optimizer.load_state_dict(state["optimizer"])

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .. import dist
 from ..errors import CondenseError
 from ..store import SynthSet, atomic_write
 from .base import OnStep, Synthesizer, iteration_seed
@@ -42,6 +43,10 @@ def _config_key(method: Synthesizer) -> str:
 
 
 def save_checkpoint(path: str, method: Synthesizer, iteration: int) -> None:
+    """Every rank shares its part first (torchrun); rank 0 alone writes."""
+    method.sync()
+    if not dist.is_main():
+        return
     synth = method.synth
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -96,6 +101,9 @@ def _progress(quiet: bool):
 
 def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSet:
     """Initialise, iterate with checkpoints and guards, and save the final set (atomically)."""
+    if dist.world() > 1 and not method.shards_classes:
+        raise CondenseError(f"Method '{method.name}' cannot be sharded across torchrun ranks; run it in one "
+                            "process (dm and datadam shard classes).")
     synth = method.init()
     method.synth = synth
     ckpt = checkpoint_path(options.out) if options.out else None
@@ -111,12 +119,12 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
         if ckpt and options.checkpoint_every > 0 and start == 0:
             save_checkpoint(ckpt, method, 0)
         last_good = start
-        with _progress(options.quiet) as bar:
+        with _progress(options.quiet or not dist.is_main()) as bar:
             task = bar.add_task(method.name, total=iterations, completed=start, loss="-")
             for it in range(start, iterations):
                 torch.manual_seed(iteration_seed(synth.seed, it))
                 t0 = time.perf_counter()
-                stats = method.step(it)
+                stats = dist.sum_stats(method.step(it))  # per-rank loss shares -> the total
                 stats["seconds"] = time.perf_counter() - t0
                 if not _finite(stats, synth):
                     where = f"; the last good checkpoint (iteration {last_good}) is kept in {ckpt}" if ckpt else ""
@@ -129,9 +137,10 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
                     last_good = done
                 if options.on_step:  # after the checkpoint, so an interrupt here loses nothing
                     options.on_step(done, stats)
+    method.sync()
     final = synth.detached()
     final.iterations_done = iterations if method.iterative else 0
-    if options.out:
+    if options.out and dist.is_main():
         final.save(options.out)
         if ckpt and os.path.exists(ckpt):
             os.remove(ckpt)

@@ -85,6 +85,8 @@ def fix_batchnorm_statistics(net: torch.nn.Module, real_x: torch.Tensor) -> None
 
 
 class GradientMatching(PixelSynthesizer):
+    shards_classes = False  # the inner network trains on every class's images: no independent shares
+
     def init(self):
         cfg = self.cfg
         if cfg.distance not in DISTANCES:
