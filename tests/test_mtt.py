@@ -173,3 +173,30 @@ def test_bad_mtt_input_exits_2_with_one_sentence(experts, tmp_path, capsys, case
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err and needle in err, err
+
+
+def test_flip_halves_the_minibatch_and_doubles_it_with_flips(experts, tmp_path):
+    """FYI for mtt: rows per step halve, each step trains on [x; hflip(x)], the stored set is not doubled."""
+    plain = ready(experts, syn_steps=4, batch_syn=10)
+    flipped = ready(experts, syn_steps=4, batch_syn=10, flip=True)
+    tr = flipped.trajectory(0)
+    assert [len(s.index) for s in plain.trajectory(0).steps] == [10] * 4
+    assert [len(s.index) for s in tr.steps] == [5] * 4 and tr.flip
+    # digits' DSA has no flip family (digits are not mirror-symmetric), so there is none to put first
+    assert not flipped.dsa.cfg.flip_first and "flip" not in flipped.dsa.cfg.strategy
+    seen = {}
+    forward = tr.forward
+    tr.forward = lambda theta, x: (seen.setdefault("x", x), forward(theta, x))[1]
+    tr.dsa = None  # look at the batch before augmentation
+    tr.inner_loss(tr.start, flipped.synth.images, 0)
+    rows = flipped.synth.images[tr.steps[0].index]
+    assert torch.equal(seen["x"], torch.cat([rows, rows.flip(-1)]))
+    # the exact gradient holds with the doubled batches, and the saved set keeps IPC images per class
+    tr = flipped.trajectory(1)
+    images, alpha = flipped.synth.images, flipped.synth.lr
+    g_images, _ = torch.autograd.grad(unrolled_loss(tr, images, alpha), (images, alpha))
+    _, r_images, _ = recompute_grads(tr, images, alpha)
+    assert (r_images - g_images).abs().max() <= 1e-5 * g_images.abs().max()
+    out = distill("mtt", "digits", 2, model_args=WIDTH, device="cpu", experts=experts, iterations=2, syn_steps=2,
+                  max_start_epoch=2, expert_epochs=1, flip=True, out=str(tmp_path / "f.h5"))
+    assert out.images.shape[0] == 20 and SynthSet.load(str(tmp_path / "f.h5")).config["method_config"]["flip"]

@@ -46,6 +46,7 @@ class MTTConfig(MethodConfig):
     batch_syn: int = 0               # student minibatch; 0 = the whole synthetic set
     init: str = "real"               # real | noise | kmeans (AST representative init)
     dsa: bool = True
+    flip: bool = False               # FYI: student minibatches [x; hflip(x)], batch_syn halved
     grad_mode: str = "recompute"     # unrolled | recompute (same gradient; see scripts/bench.py trajectory)
     # AST options
     balance_loss: bool = False
@@ -79,6 +80,7 @@ def _describe(model: str, model_args: dict, dataset: str) -> str:
 class MTT(Synthesizer):
     name = "mtt"
     config_cls = MTTConfig
+    supports_flip = True
 
     # ---- set-up -------------------------------------------------------------------------------
     def _check(self) -> ExpertBuffer:
@@ -128,7 +130,8 @@ class MTT(Synthesizer):
         alpha = torch.tensor(cfg.lr_teacher, device=ctx.device).requires_grad_(True)
         self.opt_img = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum)
         self.opt_lr = torch.optim.SGD([alpha], lr=cfg.lr_lr, momentum=cfg.momentum)
-        self.dsa = DSA(DSAConfig(strategy=self.data.dsa_strategy)) if cfg.dsa else None
+        strategy = self.data.dsa_strategy
+        self.dsa = DSA(DSAConfig(strategy=strategy, flip_first=cfg.flip and "flip" in strategy)) if cfg.dsa else None
         extra = {"zca_matrix": zca[0].clone(), "zca_mean": zca[1].clone()} if zca is not None else {}
         self.synth = self.new_synthset(images, labels, lr=alpha, **extra)
         return self.synth
@@ -184,16 +187,20 @@ class MTT(Synthesizer):
         images = self.synth.images
         size = len(images)
         batch = cfg.batch_syn or size
+        if cfg.flip:  # FYI: half the rows plus their flips keep the effective batch unchanged
+            batch = max(batch // 2, 1)
+        rows_per_step = 2 if cfg.flip else 1
         steps, queue = [], []
         for _ in range(n):
             if not queue:  # reshuffle when the synthetic set is exhausted (official indices_chunks)
                 queue = list(torch.randperm(size, generator=gen).split(batch))
             index = queue.pop(0).to(ctx.device)
-            aug = self.dsa.sample(len(index), tuple(images.shape[1:]), gen) if self.dsa is not None else None
+            aug = (self.dsa.sample(rows_per_step * len(index), tuple(images.shape[1:]), gen)
+                   if self.dsa is not None else None)
             steps.append(StudentStep(index=index, augment=aug))
         self._last_start = t
         return Trajectory(forward=self.student_forward, labels=self.synth.labels, start=start, targets=targets,
-                          steps=steps, dsa=self.dsa, momentum=cfg.student_momentum,
+                          steps=steps, dsa=self.dsa, momentum=cfg.student_momentum, flip=cfg.flip,
                           ce_scale=balance_scale(t, cfg.max_start_epoch) if cfg.balance_loss else 1.0)
 
     def step(self, it):

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..augment import DSA, DSAParams
+from ..augment import DSA, DSAParams, hflip_concat
 
 GRAD_MODES = ("unrolled", "recompute")
 
@@ -47,13 +47,16 @@ class Trajectory:
     dsa: Optional[DSA] = None
     ce_scale: float = 1.0                               # AST balanced loss
     momentum: float = 0.0                               # student heavy-ball momentum (AST: 0.9)
+    flip: bool = False                                  # FYI: each minibatch becomes [x; hflip(x)] before DSA
 
     def inner_loss(self, theta: torch.Tensor, images: torch.Tensor, i: int) -> torch.Tensor:
         step = self.steps[i]
-        x = images[step.index]
+        x, y = images[step.index], self.labels[step.index]
+        if self.flip:
+            x, y = hflip_concat(x, y)
         if self.dsa is not None and step.augment is not None:
             x = self.dsa.apply(x, step.augment)
-        return self.ce_scale * F.cross_entropy(self.forward(theta, x), self.labels[step.index])
+        return self.ce_scale * F.cross_entropy(self.forward(theta, x), y)
 
     def denominators(self) -> dict[int, torch.Tensor]:
         return {k: ((self.start - t) ** 2).sum() for k, (t, _) in self.targets.items()}
