@@ -121,6 +121,8 @@ def rmia_choose_a(ref_p_x: np.ndarray, ref_in: np.ndarray, ref_p_z: np.ndarray, 
     """
     ref_p_x, ref_in, ref_p_z = np.asarray(ref_p_x, np.float64), np.asarray(ref_in, bool), np.asarray(ref_p_z)
     r = len(ref_p_x)
+    if r < 2:  # no model left to attack a stand-in target with
+        return 1.0
     totals, counted = np.zeros(len(grid)), 0
     for t in range(r):
         member = ref_in[t]

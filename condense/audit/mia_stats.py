@@ -116,6 +116,6 @@ def write_roc_png(path: str, curves: Sequence[tuple[str, np.ndarray, np.ndarray]
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.92)  # tight_layout: ~1.5 s per plot on log axes
     fig.savefig(path)
     plt.close(fig)
