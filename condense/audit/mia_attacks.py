@@ -146,13 +146,8 @@ def loss_scores(logprob_true: np.ndarray) -> np.ndarray:
     return np.asarray(logprob_true, dtype=np.float64)
 
 
-def distance_scores(canaries: np.ndarray, released: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """−min L2 distance from each canary (C, D) to the released images (N, D), exact (faiss flat L2)."""
-    import faiss
+def distance_scores(canaries: np.ndarray, released: np.ndarray) -> np.ndarray:
+    """−min L2 distance from each canary (C, ...) to the released images (N, ...); exact (neighbours.py)."""
+    from .neighbours import nearest_distance
 
-    x = np.ascontiguousarray(canaries, dtype=np.float32).reshape(len(canaries), -1)
-    y = np.ascontiguousarray(released, dtype=np.float32).reshape(len(released), -1)
-    index = faiss.IndexFlatL2(y.shape[1])
-    index.add(y)
-    d2 = np.concatenate([index.search(x[i:i + chunk], 1)[0][:, 0] for i in range(0, len(x), chunk)])
-    return -np.sqrt(np.maximum(d2, 0.0))
+    return -nearest_distance(canaries, released)
