@@ -152,5 +152,5 @@ def reconstruct(model: nn.Module, theta_final: dict[str, torch.Tensor], theta_in
                                 f"lower its lr.")
         if log_every and (i % log_every == 0 or i == cfg.iterations - 1):
             history.append((i, residual))
-            log(f"kkt {i}/{cfg.iterations}: residual {residual:.4f} box {float(box_pen):.4f} beta {act.beta:.1f}")
+            log(f"kkt {i}/{cfg.iterations}: residual {residual:.4f} box {float(box_pen.detach()):.4f} beta {act.beta:.1f}")
     return KKTResult(images=x.detach(), alpha=alpha.detach(), residual=residual, history=history)
