@@ -182,3 +182,12 @@ def test_dm_set_shadows_rerun_dm_with_the_budget_override(tmp_path):
     assert set(r.metrics) >= {"set"} and "full" not in r.metrics
     assert r.metrics["set"]["attacks"]["distance"]["trials"] == 80
     assert "| dm set | RMIA offline |" in open(tmp_path / "rep" / "index.md").read()
+
+
+def test_rmia_tie_break_keeps_the_paper_counts_and_orders_within_them():
+    ref = np.array([0.0, 1.0, 2.0, 2.0, 5.0])
+    x = np.array([-3.0, 0.0, 0.5, 1.5, 2.0, 4.0, 5.0, 9.0, 20.0])
+    s = A.smooth_fraction_below(ref, x)
+    counts = (ref[None, :] <= x[:, None]).sum(1)
+    assert (np.floor(s * (len(ref) + 1) + 1e-9) == counts).all()  # the paper's count is the integer part
+    assert (np.diff(s) > 0).all()                                 # and ties inside a count are ordered

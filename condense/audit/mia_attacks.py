@@ -8,7 +8,8 @@ Shapes: a target model's signal on C canaries is ``(C,)``; reference (shadow) mo
   log N(φ; μ_out, σ_out); offline = the one-sided test against the OUT Gaussian, (φ − μ_out)/σ_out.
 - RMIA (Zarifzadeh et al. 2024): LR(x, z) = [Pr(x|θ)/Pr(x)] / [Pr(z|θ)/Pr(z)] with Pr(·|θ) the
   true-class probability and Pr(x) averaged over reference models; score = fraction of population
-  points z (never trained on) with LR ≥ γ. Online Pr(x) = ½(mean IN + mean OUT); offline uses
+  points z (never trained on) with LR ≥ γ (ties within one count ordered by LR, see
+  ``smooth_fraction_below``). Online Pr(x) = ½(mean IN + mean OUT); offline uses
   Pr_IN ≈ a·Pr_OUT + (1 − a), i.e. Pr(x) = ½((1 + a)·Pr_OUT + (1 − a)), for x and z alike, with
   ``a`` picked by grid search with each reference model in turn as a stand-in target.
 - Loss threshold (Yeom et al. 2018): −cross-entropy of the target, no reference models.
@@ -100,7 +101,7 @@ def rmia_denominator(ref_p: np.ndarray, ref_in: Optional[np.ndarray], a: Optiona
 
 def rmia_scores(p_x: np.ndarray, ref_p_x: np.ndarray, ref_in: np.ndarray, p_z: np.ndarray, ref_p_z: np.ndarray,
                 gamma: float = 1.0, a: Optional[float] = None) -> np.ndarray:
-    """RMIA score per canary: the fraction of population points z with LR(x, z) ≥ γ.
+    """RMIA score per canary: the fraction of population points z with LR(x, z) ≥ γ, ties broken.
 
     ``p_x`` (C,) / ``p_z`` (Z,): the target's true-class probabilities; ``ref_p_*`` (R, ·) the
     references'. Population points were never trained on, so all references are OUT for them; in
@@ -108,9 +109,30 @@ def rmia_scores(p_x: np.ndarray, ref_p_x: np.ndarray, ref_in: np.ndarray, p_z: n
     """
     ratio_x = p_x / np.maximum(rmia_denominator(ref_p_x, ref_in, a), 1e-30)
     pz_den = rmia_denominator(ref_p_z, None, a) if a is not None else np.asarray(ref_p_z, np.float64).mean(0)
-    ratio_z = np.sort(p_z / np.maximum(pz_den, 1e-30))
+    ratio_z = p_z / np.maximum(pz_den, 1e-30)
     # LR(x, z) >= γ  <=>  ratio_z <= ratio_x / γ
-    return np.searchsorted(ratio_z, ratio_x / gamma, side="right") / len(ratio_z)
+    return smooth_fraction_below(np.log(np.maximum(ratio_z, 1e-300)),
+                                 np.log(np.maximum(ratio_x, 1e-300)) - np.log(gamma))
+
+
+def smooth_fraction_below(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(k + u) / (Z + 1): k = #{ref <= x} (RMIA's count), u ∈ [0, 1) = x's position inside its bracket.
+
+    Thresholds at k / (Z + 1) give exactly the paper's decisions; u only orders points with the same
+    count, which otherwise tie: every x beyond the largest population ratio would score 1, which
+    flattens the low-FPR end of the ROC (seen on a 200-point population).
+    """
+    ref = np.sort(np.asarray(ref, np.float64))
+    x = np.asarray(x, np.float64)
+    k = np.searchsorted(ref, x, side="right")
+    lo = ref[np.maximum(k - 1, 0)]
+    hi = ref[np.minimum(k, len(ref) - 1)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mid = (x - lo) / (hi - lo)
+    u = np.where(k == 0, np.exp(np.minimum(x - ref[0], 0.0)),           # below every z: (0, 1)
+                 np.where(k == len(ref), 1 - np.exp(-(x - ref[-1])),    # beyond every z: [0, 1)
+                          np.nan_to_num(mid, nan=0.0)))
+    return (k + np.clip(u, 0.0, 1 - 1e-12)) / (len(ref) + 1)
 
 
 def rmia_choose_a(ref_p_x: np.ndarray, ref_in: np.ndarray, ref_p_z: np.ndarray, gamma: float = 1.0,
@@ -134,8 +156,9 @@ def rmia_choose_a(ref_p_x: np.ndarray, ref_in: np.ndarray, ref_p_z: np.ndarray, 
         pz_out = ref_p_z[others].mean(0)
         for j, a in enumerate(grid):  # the same arithmetic as rmia_scores(..., a=a), with the means hoisted
             ratio_x = ref_p_x[t] / np.maximum(0.5 * ((1 + a) * p_out + (1 - a)), 1e-30)
-            ratio_z = np.sort(ref_p_z[t] / np.maximum(0.5 * ((1 + a) * pz_out + (1 - a)), 1e-30))
-            totals[j] += auc(np.searchsorted(ratio_z, ratio_x / gamma, side="right"), member)
+            ratio_z = ref_p_z[t] / np.maximum(0.5 * ((1 + a) * pz_out + (1 - a)), 1e-30)
+            totals[j] += auc(smooth_fraction_below(np.log(np.maximum(ratio_z, 1e-300)),
+                                                   np.log(np.maximum(ratio_x, 1e-300)) - np.log(gamma)), member)
         counted += 1
     return float(grid[int(np.argmax(totals))]) if counted else 1.0
 
