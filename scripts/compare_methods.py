@@ -46,7 +46,8 @@ PRIORITY = ["random", "datadam p=1", "datadam p=4", "dsa", "dm", "herding", "kce
 
 
 def cells(args):
-    return [(row, ipc, seed) for ipc in args.ipcs for row in PRIORITY for seed in args.seeds]
+    rows = [r for r in PRIORITY if not args.rows or r in args.rows]
+    return [(row, ipc, seed) for ipc in args.ipcs for row in rows for seed in args.seeds]
 
 
 def cell_key(row, ipc, seed):
@@ -161,6 +162,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--ipcs", type=int, nargs="+", default=[10, 1])
+    p.add_argument("--rows", nargs="+", default=None, help="only these rows (e.g. dsa 'datadam p=1')")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iterations", type=int, default=80, help="DM / DataDAM iterations")
     p.add_argument("--gm-iterations", type=int, nargs=2, default=[60, 2], metavar=("IPC1", "IPC_MORE"),
