@@ -68,6 +68,12 @@ def test_copies_are_flagged_near_copy_and_noise_is_not(digits, tmp_path):
     for png in ("memorization_pairs_pixel.png", "memorization_pairs_feature.png", "memorization_hist.png"):
         assert os.path.getsize(os.path.join(report, png)) > 1000 and f"({png})" in index
     assert json.load(open(os.path.join(report, "audit.json")))["checks"]["memorization"]["settings"]["ssim_window"] == 3
+    # the trained feature net is saved; reusing it gives the same feature space
+    weights = os.path.join(report, "memorization_feature_net.pt")
+    (again,) = run_audit(copies, "memorization", str(tmp_path / "rep_w"),
+                         options={**FEAT, "feature_weights": weights, "feature_epochs": 0})
+    with open(tmp_path / "rep_w" / "memorization.csv") as f:
+        assert [r["feature_d2"] for r in csv.DictReader(f)] == [r["feature_d2"] for r in rows]
 
     (res,) = run_audit(noise, "memorization", str(tmp_path / "rep2"), options=FEAT)
     assert res.metrics["near_copy"] == 0 and res.metrics["review"] == 0 and not res.flagged

@@ -42,6 +42,7 @@ from .neighbours import NeighbourIndex
 from .similarity import SSIM_PADDING, default_window, save_pair_grid, ssim_pairs
 
 SPACES = ("pixel", "feature")
+FEATURE_NET_FILE = "memorization_feature_net.pt"  # state_dict of the trained feature network
 
 
 @dataclass
@@ -151,6 +152,8 @@ def _features(cfg: MemorizationConfig, ctx: AuditContext, inputs: list[torch.Ten
         net = feature_network(build, data.train_x, data.train_y, weights=cfg.feature_weights,
                               epochs=cfg.feature_epochs, lr=cfg.feature_lr, batch=cfg.feature_batch,
                               generator=ctx.generator(1), name=cfg.feature_model)
+    if not cfg.feature_weights:  # training dominates the check's cost: keep the net for --feature-weights reuse
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, ctx.path(FEATURE_NET_FILE))
     return [chunked(net.embed, x.to(ctx.device)).float().cpu().numpy() for x in inputs]
 
 
@@ -204,7 +207,8 @@ def run(ctx: AuditContext, cfg: MemorizationConfig) -> CheckResult:
                 "pixel_space": "L2 on denormalised images clamped to [0, 1]",
                 "feature_space": f"L2 on {cfg.feature_model}.embed"
                                  + (f" with weights {cfg.feature_weights}" if cfg.feature_weights
-                                    else f" trained {cfg.feature_epochs} epochs on the real training set"),
+                                    else f" trained {cfg.feature_epochs} epochs on the real training set (saved as "
+                                         f"{FEATURE_NET_FILE}; reuse it with --feature-weights)"),
                 "calibration": f"NN1 distances of the {len(test01)} real test images to the {len(train01)} training images",
                 "near_copy_rule": "percentile < near_copy_percentile OR ratio < near_copy_ratio OR SSIM >= near_copy_ssim",
                 "review_rule": "SSIM >= review_ssim and not near-copy"}
