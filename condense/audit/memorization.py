@@ -295,7 +295,7 @@ def _histogram(path, res, cfg) -> None:
 
 def _markdown(res, fl, cal_fl, metrics, near, review, labels, train_y, cfg, window) -> str:
     n = len(labels)
-    lines = [f"Flags use **{cfg.flag_space}** space. Near-copy: NN1 below the {cfg.near_copy_percentile:g}th "
+    lines = [f"Flags use **{cfg.flag_space}** space. Near-copy: NN1 below percentile {cfg.near_copy_percentile:g} "
              f"percentile of the calibration distribution, or NN1/NN2 < {cfg.near_copy_ratio:.3g}, or SSIM ≥ "
              f"{cfg.near_copy_ssim:g}; review: SSIM ≥ {cfg.review_ssim:g} (not a near-copy). SSIM window {window}.",
              "",
