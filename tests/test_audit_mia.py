@@ -134,7 +134,7 @@ def test_end_to_end_smoke_on_a_random_coreset(tmp_path):
     summary = json.load(open(os.path.join(report, "audit.json")))["checks"]["mia"]["metrics"]
     assert summary["set"]["attacks"]["lira_online"]["trials"] == 4 * 200
 
-    from condense.audit.mia import MIAConfig, _distil, _shadow_data, choose_canaries
+    from condense.audit.mia import MIAConfig, _distil, _shadow_data, choose_canaries, shadow_file
     from condense.data import load_dataset
     from condense.store import SynthSet
 
@@ -154,11 +154,11 @@ def test_end_to_end_smoke_on_a_random_coreset(tmp_path):
         subset01 = data.denormalize(made.images).flatten(1)
         in_set = (canaries01[:, None, :] == subset01[None]).all(-1).any(1).numpy()
         held += int(in_set.sum())
-        d = np.load(os.path.join(cache, f"set_shadow{s:03d}.npz"))["distance"]
+        d = np.load(shadow_file(cache, "set", s, member[s]))["distance"]
         assert not in_set[~member[s]].any()                 # an OUT canary can never be released
         assert (d[in_set] == 0).all()                         # a released canary scores exactly 0
         assert (d[~in_set] < -1e-2).all()                    # every other canary is visibly farther
-        logits = np.load(os.path.join(cache, f"full_shadow{s:03d}.npz"))["canary_logits"]
+        logits = np.load(shadow_file(cache, "full", s, member[s]))["canary_logits"]
         full_lp.append(logits[np.arange(len(y)), y] - np.log(np.exp(logits).sum(1)))
     assert held > 0
     full_lp, m = np.concatenate(full_lp), member.reshape(-1)
@@ -182,6 +182,15 @@ def test_dm_set_shadows_rerun_dm_with_the_budget_override(tmp_path):
     assert set(r.metrics) >= {"set"} and "full" not in r.metrics
     assert r.metrics["set"]["attacks"]["distance"]["trials"] == 80
     assert "| dm set | RMIA offline |" in open(tmp_path / "rep" / "index.md").read()
+    # Raising --shadows re-uses the shadows already run (same membership rows) and adds the new one.
+    cache = r.settings["cache"]
+    before = {f: os.path.getmtime(os.path.join(cache, f)) for f in os.listdir(cache)}
+    more = run_audit(set_path, "mia", str(tmp_path / "rep3"), options={
+        "shadows": 3, "canaries": 40, "epochs": 2, "population": 50, "pipelines": "set", "iterations": 1},
+        device="cpu")[0]
+    after = {f: os.path.getmtime(os.path.join(cache, f)) for f in os.listdir(cache)}
+    assert more.settings["cache"] == cache and len(before) == 2 and len(after) == 3
+    assert all(after[f] == t for f, t in before.items())
 
 
 def test_rmia_tie_break_keeps_the_paper_counts_and_orders_within_them():

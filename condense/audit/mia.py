@@ -220,20 +220,26 @@ def attack_scores(canary_logits: np.ndarray, pop_logits: np.ndarray, canary_y: n
 
 
 # ---- the check -------------------------------------------------------------------------------
-# Settings that change what a shadow computes (attack-only options such as rmia_gamma are left out,
-# so changing them re-uses the cached shadows).
-_SHADOW_FIELDS = ("shadows", "canaries", "protocol", "epochs", "full_epochs", "iterations", "model_args",
+# Settings that change what a shadow computes. Attack-only options (rmia_gamma, ...) are left out,
+# so changing them re-uses the cached shadows; so is ``shadows``: with the Bernoulli design the
+# first S rows of the membership draw are the same for any larger S, and each file name carries
+# its shadow's membership hash, so raising --shadows re-uses the shadows already run.
+_SHADOW_FIELDS = ("canaries", "protocol", "epochs", "full_epochs", "iterations", "model_args",
                   "eval_model", "eval_model_args", "population", "design")
 
 
-def _cache_dir(ctx: AuditContext, cfg: MIAConfig, canary_idx: np.ndarray, member: np.ndarray) -> str:
+def _cache_dir(ctx: AuditContext, cfg: MIAConfig, canary_idx: np.ndarray, pop_idx: np.ndarray) -> str:
     key = {"cfg": {k: getattr(cfg, k) for k in _SHADOW_FIELDS},
            "synth": ctx.synth.config, "method": ctx.synth.method, "seed": ctx.seed,
-           "canaries": hashlib.sha256(canary_idx.tobytes() + member.tobytes()).hexdigest()}
+           "points": hashlib.sha256(canary_idx.tobytes() + pop_idx.tobytes()).hexdigest()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     root = cfg.cache_dir or ((os.path.splitext(ctx.set_path)[0] + "_mia_cache") if ctx.set_path
                              else os.path.join(ctx.out_dir, "mia_cache"))
     return os.path.join(root, digest)
+
+
+def shadow_file(cache: str, pipeline: str, s: int, member_row: np.ndarray) -> str:
+    return os.path.join(cache, f"{pipeline}_shadow{s:03d}_{hashlib.sha256(member_row.tobytes()).hexdigest()[:10]}.npz")
 
 
 def _load_or_run(path: str, fn) -> dict[str, np.ndarray]:
@@ -262,17 +268,18 @@ def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
     canary_idx = choose_canaries(len(data.train_y), cfg.canaries, rng)
     member = membership(cfg.design, cfg.shadows, len(canary_idx), rng)
     pop_n = min(cfg.population, len(data.test_y))
-    pop_idx = np.sort(rng.choice(len(data.test_y), size=pop_n, replace=False))
+    # Own stream: the population must not depend on how many membership rows were drawn before it.
+    pop_idx = np.sort(np.random.default_rng(ctx.seed * 7919 + 18).choice(len(data.test_y), size=pop_n, replace=False))
     pop_x = data.test_x[torch.as_tensor(pop_idx, device=data.test_x.device)]
     canary_y = data.train_y.cpu().numpy()[canary_idx]
     pop_y = data.test_y.cpu().numpy()[pop_idx]
-    cache = _cache_dir(ctx, cfg, canary_idx, member)
+    cache = _cache_dir(ctx, cfg, canary_idx, pop_idx)
     os.makedirs(cache, exist_ok=True)
     pipelines = cfg.pipeline_list()
     runs: dict[str, list[dict[str, np.ndarray]]] = {p: [] for p in pipelines}
     for s in range(cfg.shadows):  # shadow-major: a kill leaves every pipeline equally advanced
         for p in pipelines:
-            path = os.path.join(cache, f"{p}_shadow{s:03d}.npz")
+            path = shadow_file(cache, p, s, member[s])
             ctx.log(f"mia: shadow {s + 1}/{cfg.shadows}, {p}")
             runs[p].append(_load_or_run(path, lambda p=p, s=s: run_shadow(ctx, cfg, p, s, canary_idx, member[s], pop_x)))
 
