@@ -12,7 +12,7 @@ from condense.audit.mia_stats import auc, clopper_pearson, roc_curve, tpr_at_fpr
 
 
 def _toy(shadows, canaries, population, delta, sigma, tau, seed, design="bernoulli"):
-    """Per-model logit-scaled confidences: φ = μ_i + δ·member + σ·ε, with per-point difficulty μ_i ~ N(−6, τ).
+    """Per-model logit-scaled confidences: φ = μ_i + δ·member + σ·ε, per-point difficulty μ_i ~ N(−6, τ).
 
     Two-class logits (φ, 0) with label 0 give exactly this φ; at φ ≈ −6 the probability p ≈ e^φ, so
     RMIA's p/Pr(x) is monotone in φ − μ_i like the optimal test.

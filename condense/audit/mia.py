@@ -15,11 +15,13 @@ size, and a model trained on the shadow's full training data.
 Per-shadow results are cached as .npz files (``cache_dir``) so a killed audit resumes where it
 stopped; the cache key covers every setting that changes a shadow.
 
-CPU cost per shadow (mnist5k IPC 10, 2 shared cores, load ~3, one torch thread, measured
-with the experiment in the note): DM at width 32 with 30 iterations ≈ 25 s distillation + 5 s
-for a fast-protocol (50 epochs) width-32 ConvNet on its 100 images; the random-subset baseline
-≈ 5 s; the full-data baseline ≈ 170 s (50 epochs on ~4.7k images). See ``seconds_per_shadow`` in
-audit.json for the figures of any run.
+CPU cost per shadow, measured (mnist5k IPC 10, 500 canaries, 1000 population images, one torch
+thread, 2 shared cores at load ~5, so idle figures are lower): the DM pipeline (width 32, 30
+iterations, then a width-32 ConvNet under the `fast` protocol, 50 epochs on its 100 images)
+95 s (range 66–135 s); the random-subset baseline 18 s; the full-data baseline with
+``full_epochs=10`` 135 s (about 13 s per epoch over ~4.75k images). 16 shadows of all three
+pipelines therefore cost about an hour of one core. ``seconds_per_shadow`` in audit.json gives
+the figures of any run.
 """
 from __future__ import annotations
 
@@ -142,7 +144,8 @@ def _distil(method: str, synth_config: dict, shadow_data, seed: int, cfg: MIACon
                    model_args=model_args, seed=seed, device=str(device), quiet=True, **options)
 
 
-def _train_eval_model(x, labels: Labels, data, cfg: MIAConfig, seed: int, lr: float, proto) -> tuple[torch.nn.Module, float]:
+def _train_eval_model(x, labels: Labels, data, cfg: MIAConfig, seed: int, lr: float,
+                      proto) -> tuple[torch.nn.Module, float]:
     c, h, w = data.image_shape
     args = cfg.eval_model_args if cfg.eval_model_args is not None else (cfg.model_args or {})
     torch.manual_seed(seed)
@@ -263,7 +266,8 @@ def _fmt_tpr(r: dict) -> str:
 def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
     data, synth = ctx.data, ctx.synth
     if synth.zca_matrix is not None:
-        raise CondenseError("The mia check does not support ZCA-whitened sets yet; audit a set distilled without --zca.")
+        raise CondenseError("The mia check does not support ZCA-whitened sets yet; audit a set distilled "
+                            "without --zca.")
     rng = np.random.default_rng(ctx.seed * 7919 + 17)
     canary_idx = choose_canaries(len(data.train_y), cfg.canaries, rng)
     member = membership(cfg.design, cfg.shadows, len(canary_idx), rng)
@@ -281,7 +285,8 @@ def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
         for p in pipelines:
             path = shadow_file(cache, p, s, member[s])
             ctx.log(f"mia: shadow {s + 1}/{cfg.shadows}, {p}")
-            runs[p].append(_load_or_run(path, lambda p=p, s=s: run_shadow(ctx, cfg, p, s, canary_idx, member[s], pop_x)))
+            runs[p].append(_load_or_run(path, lambda p=p, s=s: run_shadow(ctx, cfg, p, s, canary_idx, member[s],
+                                                                           pop_x)))
 
     rows, metrics, figures = [], {}, []
     for p in pipelines:
@@ -317,7 +322,7 @@ def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
                      f"{metrics[p]['shadow_test_accuracy']['std']:.1f}%" for p in pipelines)
     md = ["Membership inference on the whole pipeline (distil → train). Each of the "
           f"{cfg.shadows} shadows is the target once and the other {cfg.shadows - 1} are its references; "
-          f"{len(canary_idx)} canaries, each IN half of the shadows, so every row pools "
+          f"{len(canary_idx)} canaries, each IN a shadow with probability ½ ({cfg.design} design), so every row pools "
           f"{cfg.shadows * len(canary_idx)} trials (about half members). TPR at a fixed FPR with Clopper–Pearson "
           "95% intervals; trials share canaries and models, so the intervals are optimistic.", "",
           "| pipeline | attack | TPR @ 0.1% FPR [95% CI] | TPR @ 1% FPR [95% CI] | AUC | trials |",
