@@ -4,7 +4,9 @@ Weights are N(0, 1) and every layer multiplies by σ_w/√fan_in in the forward 
 this parameterisation every layer moves by O(1/√width) during training, so a wide network stays in the
 lazy regime the KKT attack assumes. PyTorch's default (standard) parameterisation is not lazy in the
 output layer (measured on 8×8 digits: the classifier moved 24% of its norm vs 4% here), and the attack
-recovers far less from it; condense's ``MLP`` can still be chosen as the target to show that.
+fails on it: 10 digits, width 512, 300 GD steps, 600 attack iterations recover 10/10 at SSIM ≥ 0.6 from
+this MLP (KKT residual 0.02) and 0/10 from condense's ``MLP`` (residual 0.44). ``target_model=mlp`` keeps
+that comparison one option away.
 """
 from __future__ import annotations
 
