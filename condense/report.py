@@ -103,35 +103,39 @@ def plot_cross_arch(reports: Sequence[dict[str, Any]], path: str) -> str:
 
 
 def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
-    """One row per architecture: test accuracy (mean ± std band over seeds) and training loss, one line per set."""
+    """One row per (dataset, architecture): test accuracy (mean ± std band over seeds) and training loss,
+    one line per set; the legend sits outside the axes so it never hides a curve."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    models = list(dict.fromkeys(m for r in reports for m in r["results"]))
-    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.2 * len(models)), squeeze=False)
-    for (acc_ax, loss_ax), model in zip(axes, models):
-        for r in reports:
-            res = r["results"].get(model, {})
+    rows = list(dict.fromkeys((r["dataset"], m) for r in reports for m in r["results"]))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 3.4 * len(rows)), squeeze=False)
+    colours = plt.get_cmap("tab20" if len(reports) > 10 else "tab10").colors
+    for (acc_ax, loss_ax), (dataset, model) in zip(axes, rows):
+        for i, r in enumerate(reports):
+            res = r["results"].get(model, {}) if r["dataset"] == dataset else {}
             curves = [c for c in res.get("curves", []) if c]
             if not curves:
                 continue
+            colour = colours[i % len(colours)]
             epochs = [e for e, _ in curves[0]]
             acc = np.array([[a for _, a in c] for c in curves if len(c) == len(epochs)])
-            line, = acc_ax.plot(epochs, acc.mean(0), marker=".", label=_label(r))
-            acc_ax.fill_between(epochs, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15,
-                                color=line.get_color())
+            acc_ax.plot(epochs, acc.mean(0), marker=".", color=colour, label=_label(r))
+            acc_ax.fill_between(epochs, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15, color=colour)
             losses = [c for c in res.get("loss_curves", []) if c]
             if losses:
-                loss_ax.plot([e for e, _ in losses[0]], [v for _, v in losses[0]], marker=".",
-                             color=line.get_color(), label=_label(r))
-        acc_ax.set_title(f"{model}: test accuracy (mean ± std over seeds)")
+                loss_ax.plot([e for e, _ in losses[0]], [v for _, v in losses[0]], marker=".", color=colour,
+                             label=_label(r))
+        acc_ax.set_title(f"{dataset}, {model}: test accuracy (mean ± std over seeds)", fontsize=10)
         acc_ax.set_ylabel("test accuracy (%)")
-        loss_ax.set_title(f"{model}: training loss (mean over seeds)")
+        loss_ax.set_title(f"{dataset}, {model}: training loss (mean over seeds)", fontsize=10)
         loss_ax.set_yscale("log")
         for ax in (acc_ax, loss_ax):
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        handles, labels = acc_ax.get_legend_handles_labels()
+        if handles:
+            loss_ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(fig, path, dpi=100)
 
 
@@ -149,23 +153,33 @@ def _table(reports: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write_report(paths: Sequence[str], out: str) -> str:
-    """Write the PNGs and ``README.md`` into ``out``; returns the Markdown path."""
+    """Write the PNGs and ``README.md`` into ``out`` from result files; returns the Markdown path."""
+    return render_report(load_reports(paths), out, sources=paths)
+
+
+def render_report(reports: Sequence[dict[str, Any]], out: str, sources: Sequence[str]) -> str:
+    """Write the PNGs and ``README.md`` into ``out`` from per-set reports; returns the Markdown path.
+
+    The cross-architecture chart shows only the sets evaluated on more than one architecture, and is
+    left out when there are none.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    reports = load_reports(paths)
     os.makedirs(out, exist_ok=True)
     plot_accuracy_vs_ipc(reports, os.path.join(out, "accuracy_vs_ipc.png"))
-    plot_cross_arch(reports, os.path.join(out, "cross_arch.png"))
+    crossed = [r for r in reports if len(r["results"]) > 1]
+    if crossed:
+        plot_cross_arch(crossed, os.path.join(out, "cross_arch.png"))
     plot_curves(reports, os.path.join(out, "curves.png"))
     hashes = sorted({r["protocol"]["hash"] for r in reports})
-    lines = ["# Evaluation report", "", f"Sources: {', '.join(f'`{p}`' for p in paths)}.", ""]
+    lines = ["# Evaluation report", "", f"Sources: {', '.join(f'`{p}`' for p in sources)}.", ""]
     if len(hashes) > 1:
         lines += [f"**Warning:** these results use {len(hashes)} different protocols ({', '.join(hashes)}); "
                   "numbers across protocols are not comparable.", ""]
     lines += ["## Accuracy (%)", "", *_table(reports), "",
               "## Accuracy vs IPC", "", "![accuracy vs IPC](accuracy_vs_ipc.png)", "",
-              "## Cross-architecture", "", "![cross-architecture](cross_arch.png)", "",
+              *(["## Cross-architecture", "", "![cross-architecture](cross_arch.png)", ""] if crossed else []),
               "## Training curves", "", "![training curves](curves.png)", "",
               "## Protocols", ""]
     seen = set()

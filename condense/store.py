@@ -51,6 +51,12 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write_fn) -> None:
     """Call ``write_fn(tmp_path)`` then move the result over ``path`` in one step."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -59,6 +65,7 @@ def atomic_write(path: str, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -3,6 +3,9 @@
     python scripts/make_zoo.py                         # every entry not yet built, in table order
     python scripts/make_zoo.py --only cifar10          # entries whose name contains 'cifar10'
     python scripts/make_zoo.py --catalog               # rewrite synth_sets/README.md from catalog.json
+    python scripts/make_zoo.py --report                # plots of the catalog into synth_sets/report/
+    python scripts/make_zoo.py --stage distill         # distil only (time it on a quiet machine) ...
+    python scripts/make_zoo.py --stage eval            # ... and evaluate later, e.g. alongside other work
 
 Each entry distils one set with `condense.synth.distill` (checkpointed: a killed run resumes),
 evaluates it with `condense.evaluator.evaluate` under the entry's protocol and seeds, and records
@@ -42,18 +45,27 @@ class Entry:
     protocol: str = "fast"
     runs: int = 3
     cross_arch: bool = False       # also one run per grid architecture
+    experts: dict = field(default_factory=dict)   # mtt: ExpertConfig options plus "num"; buffer kept in the cache
 
 
 # The table is the zoo: budgets are stated per entry, sized for 2 CPU cores.
 MNIST_METHODS = [("random", {}), ("herding", {}), ("kcenter", {}), ("kmeans", {}),
                  ("dm", {"iterations": 60}), ("datadam", {"iterations": 100})]
-ENTRIES = [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc, opts, cross_arch=(ipc == 10 and m == "dm"))
+CROSS_ARCH = ("dm", "datadam", "random")  # IPC 10 only: a grid pass costs more than the ConvNet evaluation
+ENTRIES = [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc, opts, cross_arch=(ipc == 10 and m in CROSS_ARCH))
            for ipc in (10, 1) for m, opts in MNIST_METHODS]
 ENTRIES += [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc,  # dc starts from noise by default: too far at this budget
                   {"iterations": {1: 40, 10: 3}[ipc], "batch_real": 32, "model_args": {"width": 32}, "init": "real"})
             for ipc in (10, 1) for m in ("dc", "dsa")]
-ENTRIES += [Entry(f"cifar10_{m}_ipc{ipc}", "cifar10-jpeg", m, ipc, {"iterations": its})
-            for ipc, its in ((10, 100), (1, 60)) for m in ("dm", "datadam")]
+# MTT distils with a width-32 ConvNet (the experts' architecture) and is evaluated at width 128 like the rest.
+MNIST_EXPERTS = {"num": 5, "epochs": 12, "model_args": {"width": 32}}
+ENTRIES += [Entry(f"mnist5k_mtt_ipc{ipc}", "mnist5k", "mtt", ipc,
+                  {"iterations": 200, "model_args": {"width": 32}, "max_start_epoch": 10}, experts=MNIST_EXPERTS)
+            for ipc in (10, 1)]
+# CIFAR-10 at the standard protocol (3 seeds x 300 epochs); IPC 10 at the reference budget of 300
+# iterations, IPC 1 CPU-sized.
+ENTRIES += [Entry(f"cifar10_{m}_ipc{ipc}", "cifar10-jpeg", m, ipc, {"iterations": its}, protocol="standard")
+            for ipc, its in ((10, 300), (1, 60)) for m in ("dm", "datadam")]
 # Build order when CPU time is short: the IPC-10 matching methods first, then IPC 1, baselines last.
 PRIORITY = ["mnist5k_dm_ipc10", "mnist5k_datadam_ipc10", "cifar10_dm_ipc10", "cifar10_datadam_ipc10",
             "mnist5k_random_ipc10", "mnist5k_dm_ipc1", "mnist5k_datadam_ipc1", "mnist5k_random_ipc1"]
@@ -81,7 +93,14 @@ def config_hash(config: dict) -> str:
 
 def command(entry: Entry) -> str:
     data = "imagefolder:DIR (extracted cifar10-jpeg.tar)" if entry.dataset == "cifar10-jpeg" else entry.dataset
-    parts = [f"condense distill --method {entry.method} --dataset {data} --ipc {entry.ipc}"]
+    parts = []
+    if entry.experts:
+        args = " ".join(f"--model-args '{json.dumps(v)}'" if k == "model_args" else f"--{k.replace('_', '-')} {v}"
+                        for k, v in entry.experts.items() if k != "num")
+        parts.append(f"condense experts --dataset {data} --experts {entry.experts['num']} {args} --out EXPERTS &&")
+    parts.append(f"condense distill --method {entry.method} --dataset {data} --ipc {entry.ipc}")
+    if entry.experts:
+        parts.append("--experts EXPERTS")
     for k, v in entry.options.items():
         parts.append(f"--model-args '{json.dumps(v)}'" if k == "model_args" else f"--set {k}={v}")
     return " ".join(parts) + f" --out synth_sets/zoo/{entry.name}.h5"
@@ -98,25 +117,54 @@ def save_catalog(catalog: dict) -> None:
     os.replace(tmp, CATALOG)
 
 
-def build(entry: Entry, cache: str, device: str) -> dict:
-    from condense.evaluator import evaluate
+def expert_folder(entry: Entry, cache: str) -> str:
+    return os.path.join(cache, f"experts_{entry.dataset}_{config_hash(entry.experts)}")
+
+
+def train_experts(entry: Entry, cache: str, device: str) -> str:
+    from condense.experts import ExpertConfig, train_buffer
+    from condense.device import resolve_device
+
+    options = {k: v for k, v in entry.experts.items() if k != "num"}
+    folder = expert_folder(entry, cache)
+    train_buffer(ExpertConfig.for_style("mtt", dataset=entry.dataset, **options), folder, entry.experts["num"],
+                 resolve_device(device))
+    return folder
+
+
+def distil_entry(entry: Entry, cache: str, device: str) -> dict:
+    """Distil one entry (resuming a killed run); returns its catalog row without accuracy."""
     from condense.synth import distill
     from condense.synth.driver import checkpoint_path
 
     out = os.path.join(SETS, entry.name + ".h5")
-    name = dataset_name(entry, cache)
     options = dict(entry.options)
+    expert_seconds = 0.0
+    if entry.experts:
+        t0 = time.perf_counter()
+        options["experts"] = train_experts(entry, cache, device)
+        expert_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    synth = distill(entry.method, name, entry.ipc, out=out, resume=os.path.exists(checkpoint_path(out)),
-                    quiet=False, device=device, seed=0, **options)
-    seconds = time.perf_counter() - t0
-    report = evaluate(synth, models=("ConvNet",), runs=entry.runs, protocol=entry.protocol, device=device)
+    synth = distill(entry.method, dataset_name(entry, cache), entry.ipc, out=out,
+                    resume=os.path.exists(checkpoint_path(out)), quiet=False, device=device, seed=0, **options)
     row = {"command": command(entry), "config_hash": config_hash(synth.config), "dataset": entry.dataset,
-           "method": entry.method, "ipc": entry.ipc, "budget": options, "distill_seconds": round(seconds, 1),
-           "protocol": report["protocol"]["name"], "protocol_hash": report["protocol"].get("hash"),
-           "convnet": report["results"]["ConvNet"], "date": datetime.date.today().isoformat(),
+           "method": entry.method, "ipc": entry.ipc, "budget": dict(entry.options),
+           "distill_seconds": round(time.perf_counter() - t0, 1), "date": datetime.date.today().isoformat(),
            "bytes": os.path.getsize(out), "threads": torch.get_num_threads(), "machine": platform.machine()}
+    if entry.experts:
+        row["experts"] = dict(entry.experts, seconds=round(expert_seconds, 1))
     return row
+
+
+def evaluate_entry(entry: Entry, row: dict, cache: str, device: str) -> dict:
+    from condense.evaluator import evaluate
+    from condense.store import SynthSet
+
+    synth = SynthSet.load(os.path.join(SETS, entry.name + ".h5"))
+    dataset_name(entry, cache)  # make sure CIFAR-10 is extracted: the set names its folder
+    report = evaluate(synth, models=("ConvNet",), runs=entry.runs, protocol=entry.protocol, device=device)
+    return dict(row, protocol=report["protocol"]["name"], protocol_hash=report["protocol"].get("hash"),
+                convnet=report["results"]["ConvNet"])
 
 
 def cross_arch(entry: Entry, device: str) -> dict:
@@ -127,10 +175,36 @@ def cross_arch(entry: Entry, device: str) -> dict:
     synth = SynthSet.load(os.path.join(SETS, entry.name + ".h5"))
     grid = evaluate(synth, models=[m for m in GRID_MODELS if m != "ConvNet"], runs=1, protocol=entry.protocol,
                     device=device)
-    return {m: r["mean"] for m, r in grid["results"].items()}
+    return {m: {k: r[k] for k in ("mean", "std", "runs", "seeds")} for m, r in grid["results"].items()}
+
+
+def write_plots(catalog: dict) -> str:
+    """`condense report` plots of the catalog (the stored ConvNet curves, plus any cross-arch rows)."""
+    from condense.protocol import get_protocol
+    from condense.report import render_report
+
+    reports = []
+    for name, r in sorted(catalog.items()):
+        if "convnet" not in r:
+            continue
+        proto = get_protocol(r["protocol"])
+        protocol = {**proto.to_dict(), "hash": proto.digest()}
+        if protocol["hash"] != r["protocol_hash"]:
+            raise SystemExit(f"make_zoo: protocol '{r['protocol']}' changed since {name} was evaluated; re-evaluate it.")
+        results = {"ConvNet": r["convnet"], **r.get("cross_arch", {})}
+        reports.append({"set": f"{name}.h5", "method": r["method"], "dataset": r["dataset"], "ipc": r["ipc"],
+                        "protocol": protocol, "results": results})
+    return render_report(reports, os.path.join(ZOO, "report"), sources=["synth_sets/catalog.json"])
+
+
+def update_catalog(name: str, row: dict) -> None:
+    catalog = load_catalog()  # another worker may have added entries meanwhile
+    catalog[name] = row
+    save_catalog(catalog)
 
 
 def write_readme(catalog: dict) -> None:
+    catalog = {n: r for n, r in catalog.items() if "convnet" in r}  # distilled but not yet evaluated: not listed
     lines = open(os.path.join(ZOO, "README.md")).read().split("## Catalog")[0].rstrip().split("\n")  # keep the intro
     lines += ["", "## Catalog", "",
               "Accuracy: ConvNet (width 128) test accuracy, mean ± std over the runs, under the named protocol "
@@ -155,7 +229,7 @@ def write_readme(catalog: dict) -> None:
         lines += ["", "Cross-architecture (one run each, same protocol):", "",
                   "| set | " + " | ".join(archs) + " |", "|---|" + "---:|" * len(archs)]
         for n, r in sorted(crossed.items()):
-            lines.append(f"| `{n}.h5` | " + " | ".join(f"{r['cross_arch'][a]:.1f}" for a in archs) + " |")
+            lines.append(f"| `{n}.h5` | " + " | ".join(f"{r['cross_arch'][a]['mean']:.1f}" for a in archs) + " |")
     lines += ["", "Commands (each entry's exact distillation; `make_zoo.py` runs the same through the Python API):", ""]
     lines += [f"- `{n}`: `{catalog[n]['command']}`" for n in sorted(catalog)]
     with open(os.path.join(ZOO, "README.md"), "w") as f:
@@ -166,7 +240,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", default="", help="build entries whose name contains this")
     p.add_argument("--catalog", action="store_true", help="only rewrite synth_sets/README.md")
+    p.add_argument("--report", action="store_true", help="only write the plots of the catalog to synth_sets/report/")
     p.add_argument("--cross-arch", action="store_true", help="add the cross-architecture row to built entries marked for it")
+    p.add_argument("--stage", choices=("all", "distill", "eval"), default="all",
+                   help="distil and evaluate, or only one of the two (a distilled entry waits in catalog.json)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "condense_zoo"))
@@ -175,6 +252,9 @@ def main():
         torch.set_num_threads(args.threads)
     os.makedirs(args.cache, exist_ok=True)
     os.makedirs(SETS, exist_ok=True)
+    if args.report:
+        print(write_plots(load_catalog()))
+        return
     if args.cross_arch:
         for entry in ENTRIES:
             catalog = load_catalog()
@@ -185,15 +265,19 @@ def main():
                 save_catalog(catalog)
     elif not args.catalog:
         for entry in ENTRIES:
-            if args.only not in entry.name or entry.name in load_catalog():
+            if args.only not in entry.name:
                 continue
-            print(f"== {entry.name}", flush=True)
-            row = build(entry, args.cache, args.device)
-            catalog = load_catalog()  # another worker may have added entries meanwhile
-            catalog[entry.name] = row
-            save_catalog(catalog)
-            print(f"{entry.name}: {row['convnet']['mean']:.2f} ± {row['convnet']['std']:.2f} "
-                  f"(distil {row['distill_seconds']:.0f} s)", flush=True)
+            row = load_catalog().get(entry.name)
+            if row is None and args.stage in ("distill", "all"):
+                print(f"== distil {entry.name}", flush=True)
+                row = distil_entry(entry, args.cache, args.device)
+                update_catalog(entry.name, row)
+                print(f"{entry.name}: distilled in {row['distill_seconds']:.0f} s", flush=True)
+            if row is not None and "convnet" not in row and args.stage in ("eval", "all"):
+                print(f"== evaluate {entry.name}", flush=True)
+                row = evaluate_entry(entry, row, args.cache, args.device)
+                update_catalog(entry.name, row)
+                print(f"{entry.name}: {row['convnet']['mean']:.2f} ± {row['convnet']['std']:.2f}", flush=True)
     write_readme(load_catalog())
 
 

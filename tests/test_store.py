@@ -22,6 +22,15 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_set):
     assert back.image_shape == (1, 8, 8) and back.created and "torch" in back.versions
 
 
+def test_saved_files_follow_the_umask_not_mkstemp(tmp_path, tiny_set):
+    old = os.umask(0o022)
+    try:
+        path = tiny_set.save(str(tmp_path / "s.h5"))
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644  # readable by the group and others, like any new file
+
+
 def test_soft_labels_round_trip(tmp_path, tiny_set):
     tiny_set.labels = torch.softmax(torch.randn(6, 3), 1)
     back = SynthSet.load(tiny_set.save(str(tmp_path / "soft.h5")))
