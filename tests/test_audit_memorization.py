@@ -121,7 +121,7 @@ def test_min_distance_resume_is_bit_exact(tmp_path):
 def test_min_distance_bad_values():
     with pytest.raises(CondenseError, match="must be positive"):
         distill("dm", "digits", 2, iterations=1, min_distance=-1.0, **TINY)
-    with pytest.raises(CondenseError, match="supported by dm and datadam"):
+    with pytest.raises(CondenseError, match="supported by datadam and dm"):
         distill("dc", "digits", 2, iterations=1, min_distance=1.0, model_args={"width": 8}, device="cpu")
     with pytest.raises(CondenseError, match="no option 'min_distance'"):
         distill("random", "digits", 2, min_distance=1.0, device="cpu")

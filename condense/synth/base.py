@@ -72,6 +72,7 @@ class Synthesizer:
     iterative: ClassVar[bool] = True  # False for coresets: init is the whole job
     supports_flip: ClassVar[bool] = False
     shards_classes: ClassVar[bool] = False  # under torchrun each rank may optimise its own classes
+    supports_min_distance: ClassVar[bool] = False  # the step honours the min-distance defence (defence.py)
 
     def __init__(self, cfg: Any, ctx: RunContext):
         self.cfg = cfg
@@ -117,6 +118,11 @@ def register_method(cls: type[Synthesizer]) -> type[Synthesizer]:
 
 def list_methods() -> list[str]:
     return sorted(_METHODS)
+
+
+def methods_with(flag: str) -> list[str]:
+    """Registered methods whose class sets the boolean ``flag`` (e.g. ``supports_min_distance``)."""
+    return sorted(name for name, cls in _METHODS.items() if getattr(cls, flag))
 
 
 def get_method(name: str) -> type[Synthesizer]:

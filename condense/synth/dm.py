@@ -16,7 +16,7 @@ import torch
 
 from .. import dist
 from ..augment import DSA, DSAConfig, class_siamese, hflip_concat
-from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
+from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, methods_with, register_method
 from .init import initial_images
 from .matching import chunked, class_means, frozen
 
@@ -34,14 +34,12 @@ class DMConfig(MethodConfig):
     min_distance_weight: float = 50.0  # weight of its penalty 50·mean((d − min(d, d_i))²) (Loo et al. code)
 
 
-MIN_DISTANCE_METHODS = ("dm", "datadam")  # the methods whose step goes through PixelSynthesizer.descend
-
-
 class PixelSynthesizer(Synthesizer):
     """Shared set-up for methods that learn pixels with SGD from a real or noise init."""
 
     supports_flip = True
     shards_classes = True
+    supports_min_distance = True  # descend() adds the penalty and projects after each step
 
     def init(self):
         ctx, cfg = self.ctx, self.cfg
@@ -57,9 +55,9 @@ class PixelSynthesizer(Synthesizer):
             from ..errors import CondenseError
             from .defence import MinDistance
 
-            if self.name not in MIN_DISTANCE_METHODS:
-                raise CondenseError(f"--min-distance is supported by {' and '.join(MIN_DISTANCE_METHODS)}, "
-                                    f"not by '{self.name}'.")
+            if not self.supports_min_distance:
+                supported = " and ".join(methods_with("supports_min_distance"))
+                raise CondenseError(f"--min-distance is supported by {supported}, not by '{self.name}'.")
             self.defence = MinDistance(ctx.dataset, cfg.min_distance, cfg.min_distance_weight)
         self.classes = torch.tensor(dist.shard(range(ctx.dataset.num_classes)), device=labels.device)
         return self.synth

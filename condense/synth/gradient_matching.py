@@ -86,6 +86,7 @@ def fix_batchnorm_statistics(net: torch.nn.Module, real_x: torch.Tensor) -> None
 
 class GradientMatching(PixelSynthesizer):
     shards_classes = False  # the inner network trains on every class's images: no independent shares
+    supports_min_distance = False  # its own update loop (step) bypasses descend(), where the defence acts
 
     def init(self):
         cfg = self.cfg
