@@ -2,7 +2,7 @@
 
 Plots (matplotlib, Agg backend, no display needed):
 - ``accuracy_vs_ipc.png``: mean ± std test accuracy against IPC, one line per method (one panel per
-  dataset x architecture, first architecture of each file unless it is the only one);
+  dataset x architecture x protocol);
 - ``cross_arch.png``: grouped bars, one group per set, one bar per architecture, std as error bars;
 - ``curves.png``: test accuracy over training (mean over seeds, std band) and training loss, per set.
 """
@@ -44,12 +44,14 @@ def _label(r: dict[str, Any]) -> str:
 def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
     import matplotlib.pyplot as plt
 
-    panels: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    # One panel per (dataset, architecture, protocol): a line never joins numbers from two protocols.
+    panels: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in reports:
         if r.get("reference"):
             continue
         for model, res in r["results"].items():
-            panels[(r["dataset"], model)][r["method"]].append((r["ipc"], res["mean"], res["std"]))
+            key = (r["dataset"], model, r["protocol"]["name"])
+            panels[key][r["method"]].append((r["ipc"], res["mean"], res["std"]))
     keys = sorted(panels)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -61,7 +63,7 @@ def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
         ipcs = sorted({p[0] for pts in panels[key].values() for p in pts})
         ax.set_xticks(ipcs)
         ax.set_xticklabels([str(i) for i in ipcs])
-        ax.set_title(f"{key[0]}, {key[1]}")
+        ax.set_title(f"{key[0]}, {key[1]}, {key[2]} protocol")
         ax.set_xlabel("images per class (IPC)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)

@@ -55,7 +55,7 @@ CROSS_ARCH = ("dm", "datadam", "random")  # IPC 10 only: a grid pass costs more 
 ENTRIES = [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc, opts, cross_arch=(ipc == 10 and m in CROSS_ARCH))
            for ipc in (10, 1) for m, opts in MNIST_METHODS]
 ENTRIES += [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc,  # dc starts from noise by default: too far at this budget
-                  {"iterations": {1: 40, 10: 3}[ipc], "batch_real": 32, "model_args": {"width": 32}, "init": "real"})
+                  {"iterations": {1: 400, 10: 3}[ipc], "batch_real": 32, "model_args": {"width": 32}, "init": "real"})
             for ipc in (10, 1) for m in ("dc", "dsa")]
 # MTT distils with a width-32 ConvNet (the experts' architecture) and is evaluated at width 128 like the rest.
 MNIST_EXPERTS = {"num": 5, "epochs": 12, "model_args": {"width": 32}}
@@ -208,18 +208,23 @@ def write_readme(catalog: dict) -> None:
     lines = open(os.path.join(ZOO, "README.md")).read().split("## Catalog")[0].rstrip().split("\n")  # keep the intro
     lines += ["", "## Catalog", "",
               "Accuracy: ConvNet (width 128) test accuracy, mean ± std over the runs, under the named protocol "
-              "(`fast` = 50 epochs; see eval/protocols). Distillation time is wall time of one process on this "
-              "2-core CPU machine, shared with other jobs while the zoo was built: read it as an upper bound. "
+              "(`fast` = 50 epochs, `standard` = 300 epochs; see eval/protocols). Distillation time is wall time of "
+              "one process with the stated number of threads on this 2-core CPU machine. Only the 2-thread rows "
+              "had the machine to themselves; the 1-thread rows shared it with other builds: read those as upper "
+              "bounds. "
               "Rebuild an entry with `python scripts/make_zoo.py --only NAME` after removing it from catalog.json.", "",
-              "| set | method | IPC | budget | ConvNet acc. (%) | protocol, runs | distil time | config hash | date |",
+              "| set | method | IPC | budget | ConvNet acc. (%) | protocol, runs | distil time, threads | config hash | date |",
               "|---|---|---:|---|---|---|---:|---|---|"]
     for name in sorted(catalog, key=lambda n: (catalog[n]["dataset"], -catalog[n]["ipc"], n)):
         r = catalog[name]
         budget = ", ".join(f"{k} {v}" for k, v in r["budget"].items()) or "-"
+        if r.get("experts"):
+            e = r["experts"]
+            budget += f"; {e['num']} experts × {e['epochs']} epochs ({e['seconds'] / 60:.1f} min, not in distil time)"
         acc = f"{r['convnet']['mean']:.2f} ± {r['convnet']['std']:.2f}"
         mark = " (note)" if r.get("note") else ""
         lines.append(f"| `zoo/{name}.h5` | {r['method']} | {r['ipc']} | {budget} | {acc} | {r['protocol']}, "
-                     f"{len(r['convnet']['runs'])} | {r['distill_seconds'] / 60:.1f} min{mark} | `{r['config_hash']}` | {r['date']} |")
+                     f"{len(r['convnet']['runs'])} | {r['distill_seconds'] / 60:.1f} min, {r['threads']}{mark} | `{r['config_hash']}` | {r['date']} |")
     notes = [f"- `{n}`: {r['note']}" for n, r in sorted(catalog.items()) if r.get("note")]
     if notes:
         lines += ["", "Notes:", ""] + notes
