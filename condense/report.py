@@ -52,9 +52,15 @@ def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
         for model, res in r["results"].items():
             key = (r["dataset"], model, r["protocol"]["name"])
             panels[key][r["method"]].append((r["ipc"], res["mean"], res["std"]))
-    keys = sorted(panels)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    # A panel where no method has two IPCs shows no trend (the cross-arch chart has those numbers).
+    keys = [k for k in sorted(panels) if any(len({p[0] for p in pts}) > 1 for pts in panels[k].values())]
+    keys = keys or sorted(panels)
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
         for method, pts in sorted(panels[key].items()):
             pts.sort()
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
@@ -110,7 +116,9 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = list(dict.fromkeys((r["dataset"], m) for r in reports for m in r["results"]))
+    rows = list(dict.fromkeys((r["dataset"], m) for r in reports for m, res in r["results"].items()
+                              if any(res.get("curves", []))))  # results without curves get no empty row
+    rows = rows or list(dict.fromkeys((r["dataset"], m) for r in reports for m in r["results"]))
     fig, axes = plt.subplots(len(rows), 2, figsize=(13, 3.4 * len(rows)), squeeze=False)
     colours = plt.get_cmap("tab20" if len(reports) > 10 else "tab10").colors
     for (acc_ax, loss_ax), (dataset, model) in zip(axes, rows):
