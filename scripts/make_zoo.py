@@ -264,12 +264,10 @@ def main():
         return
     if args.cross_arch:
         for entry in ENTRIES:
-            catalog = load_catalog()
-            if entry.cross_arch and args.only in entry.name and entry.name in catalog and "cross_arch" not in catalog[entry.name]:
-                row = cross_arch(entry, args.device)
-                catalog = load_catalog()
-                catalog[entry.name]["cross_arch"] = row
-                save_catalog(catalog)
+            row = load_catalog().get(entry.name)
+            if entry.cross_arch and args.only in entry.name and row and "convnet" in row and "cross_arch" not in row:
+                grid = cross_arch(entry, args.device)
+                update_catalog(entry.name, {**load_catalog()[entry.name], "cross_arch": grid})
     elif not args.catalog:
         for entry in ENTRIES:
             if args.only not in entry.name:
