@@ -33,7 +33,7 @@ def _set(n_per_class=2, soft=False, seed=0):
 
 
 def test_protocols_are_files_and_results_record_content_and_hash():
-    assert {"standard", "long", "fast", "soft", "kd"} <= set(list_protocols())
+    assert {"standard", "long", "fast", "soft", "kd", "datadam"} <= set(list_protocols())
     raw = json.load(open(os.path.join(ROOT, "eval", "protocols", "standard.json")))
     std = get_protocol("standard")
     assert std.to_dict() == {**Protocol().to_dict(), **raw}  # the file is the whole truth
