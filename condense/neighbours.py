@@ -1,10 +1,11 @@
-"""Exact k-nearest-neighbour search with faiss (``IndexFlatL2``), returning L2 distances.
+"""Nearest neighbours and k-means with faiss: the one place the library calls faiss.
 
-Used by the memorization check, the data-level membership attack and the ``min_distance``
-defence in distillation. faiss computes squared distances as ‖x‖² + ‖y‖² − 2⟨x, y⟩ in float32,
-which loses precision for near-duplicates (an exact copy can come out at 1e-3 instead of 0), so
-``knn`` recomputes the distances to the returned neighbours exactly (float64, in torch). The
-neighbour *identities* come from faiss; only ties closer than float32 rounding could swap.
+Used by the coresets, MTT's representative init (AST), the ``min_distance`` defence, the
+memorization check and the data-level membership attack. faiss computes squared distances as
+‖x‖² + ‖y‖² − 2⟨x, y⟩ in float32, which loses precision for near-duplicates (an exact copy can come
+out at 1e-3 instead of 0), so ``NeighbourIndex`` recomputes the distances to the returned neighbours
+exactly (float64). The neighbour *identities* come from faiss; only ties closer than float32
+rounding could swap.
 """
 from __future__ import annotations
 
@@ -25,13 +26,36 @@ def as_rows(x: Array) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=np.float32)
 
 
+def flat_l2_index(rows: Array) -> faiss.IndexFlatL2:
+    """A bare exact index whose ``search`` returns faiss's own float32 squared distances (greedy coreset rules)."""
+    rows = as_rows(rows)
+    index = faiss.IndexFlatL2(rows.shape[1])
+    index.add(rows)
+    return index
+
+
+def kmeans_nearest(feats: Array, k: int, seed: int, iters: int = 25) -> list[int]:
+    """k-means (k centroids, every point may train it) and the distinct row nearest each centroid.
+
+    A centroid whose nearest row is already taken gets its next nearest one.
+    """
+    feats = as_rows(feats)
+    km = faiss.Kmeans(feats.shape[1], k, niter=iters, seed=seed, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    km.train(feats)
+    _, nearest = flat_l2_index(feats).search(km.centroids, min(k, len(feats)))
+    picked: list[int] = []
+    for row in nearest:
+        picked.append(next(int(j) for j in row if j not in picked))
+    return picked
+
+
 class NeighbourIndex:
     """An exact L2 index over the rows of ``base`` (kept as float32; float64 copy for exact distances)."""
 
     def __init__(self, base: Array):
         self.base = as_rows(base)
-        self.index = faiss.IndexFlatL2(self.base.shape[1])
-        self.index.add(self.base)
+        self.index = flat_l2_index(self.base)
 
     def __len__(self) -> int:
         return self.base.shape[0]
