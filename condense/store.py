@@ -1,76 +1,140 @@
 """SynthSet: the one artifact passed between stages, and its validated HDF5 format.
 
-A SynthSet file is readable with plain h5py: arrays are datasets, metadata are attributes.
-Saving is atomic (temp file in the same folder, then ``os.replace``) so an interrupted save
-never destroys an earlier result. Loading checks everything and fails with one sentence.
+A SynthSet file is readable with plain h5py: arrays are datasets, metadata are attributes. Format
+version 2 fixes the extension points methods build on, so none invents its own: ``label_kind``
+(hard, probabilities, logits, relabel, regression), a ``decoder`` that :meth:`SynthSet.decode`
+applies (identity, or IDC's multi-formation) with its arrays in the group ``decoder/``,
+``source_indices`` for subsets of the source training split, and ``dataset_fingerprint``.
+Version-1 files still load. Saving goes through :func:`condense.io.atomic_write`. Loading checks
+the metadata of every dataset before reading any array; any problem is one CondenseError sentence.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import h5py
+import kornia
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import CondenseError
+from .io import atomic_write
+from .version import __version__
 
-FORMAT_VERSION = 1
-_ARRAYS = ("images", "labels", "lr", "zca_matrix", "zca_mean")
+FORMAT_VERSION = 2
+# Stored arrays in checksum order, then ``decoder/<name>`` sorted. Only ever append, so that
+# version-1 files (the first five names) hash exactly as they always did.
+_ARRAYS = ("images", "labels", "lr", "zca_matrix", "zca_mean", "source_indices")
+_V1_ARRAYS = _ARRAYS[:5]
+_CAST = ("lr", "zca_matrix", "zca_mean")  # written as float32 whatever their dtype in memory
+_LAYOUT = {"images": ("float32", 4), "lr": ("float32", 0), "zca_matrix": ("float32", 2),
+           "zca_mean": ("float32", 1), "source_indices": ("int64", 1)}
+_LABEL_LAYOUT = {"hard": ("int64", 1), "probabilities": ("float32", 2), "logits": ("float32", 2),
+                 "relabel": ("int64", 1), "regression": ("float32", 2)}
+LABEL_KINDS = tuple(_LABEL_LAYOUT)
+_DECODER_DTYPES = ("float32", "float16", "int64", "int32", "uint8")
+_IDENTITY = {"kind": "identity"}
+
+# Attributes and how to parse them; the version-2 ones do not exist in version 1.
+_ATTRS: dict[str, Callable[[Any], Any]] = {
+    "dataset": str, "num_classes": int, "class_names": json.loads, "image_shape": json.loads,
+    "mean": lambda v: tuple(json.loads(v)), "std": lambda v: tuple(json.loads(v)), "method": str,
+    "config": json.loads, "seed": int, "iterations_done": int, "created": str, "versions": json.loads}
+_ATTRS_V2: dict[str, Callable[[Any], Any]] = {
+    "label_kind": str, "label_temperature": float, "relabel_network": json.loads, "decoder": json.loads,
+    "dataset_fingerprint": str}
 
 
 def _library_versions() -> dict[str, str]:
-    import kornia
-
     return {"torch": torch.__version__, "kornia": kornia.__version__, "h5py": h5py.__version__,
-            "numpy": np.__version__, "condense": _condense_version()}
+            "numpy": np.__version__, "condense": __version__}
 
 
-def _condense_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("condense")
-    except Exception:  # running from a source tree without installation
-        return "unknown"
-
-
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
+def checksum(arrays: Mapping[str, np.ndarray], header: Optional[dict] = None) -> str:
+    """SHA-256 over the stored arrays (fixed order) and, when given, the canonical JSON of ``header``."""
     digest = hashlib.sha256()
-    for name in _ARRAYS:
-        if name in arrays:
-            arr = np.ascontiguousarray(arrays[name])
-            digest.update(name.encode())
-            digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
-            digest.update(arr.tobytes())
+    for name in [n for n in _ARRAYS if n in arrays] + sorted(set(arrays) - set(_ARRAYS)):
+        arr = np.ascontiguousarray(arrays[name])
+        digest.update(name.encode())
+        digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        digest.update(arr.tobytes())
+    if header is not None:
+        digest.update(json.dumps(header, sort_keys=True).encode())
     return digest.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _signed_header(s: "SynthSet") -> Optional[dict]:
+    """The label/decoder attributes the checksum covers, or None when they hold only what a version-1
+    reader infers: such a set hashes exactly as in version 1 (a re-saved zoo file keeps its catalog
+    checksum), while any change to them, either way, still changes the hash."""
+    header = {"label_kind": s.label_kind, "label_temperature": float(s.label_temperature),
+              "relabel_network": s.relabel_network, "decoder": s.decoder}
+    plain = {"label_kind": infer_label_kind(s.labels), "label_temperature": 1.0, "relabel_network": None,
+             "decoder": _IDENTITY}
+    return None if header == plain else header
 
 
-def atomic_write(path: str, write_fn) -> None:
-    """Call ``write_fn(tmp_path)`` then move the result over ``path`` in one step."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def infer_label_kind(labels: torch.Tensor) -> str:
+    """What version 1 left implicit, decided as the evaluator always has: 1-D hard; 2-D rows that are
+    distributions (non-negative, summing to 1 within 1e-3) probabilities; any other 2-D logits."""
+    if labels.dim() == 1:
+        return "hard"
+    sums = labels.sum(-1)
+    is_dist = bool((labels >= 0).all()) and torch.allclose(sums, torch.ones_like(sums), atol=1e-3)
+    return "probabilities" if is_dist else "logits"
+
+
+# ---- decoders: stored images -> the training set they stand for ------------------------------
+def _identity(images, labels, spec, mean, std, arrays):
+    return images, labels
+
+
+def _multi_formation(images, labels, spec, mean, std, arrays):
+    """IDC's ``decode_zoom`` (Kim et al., ICML 2022, snu-mllab/Efficient-Dataset-Condensation), IDM's
+    partition-and-expansion (Zhao et al., CVPR 2023): each stored image holds f×f smaller ones."""
+    f = spec["factor"]
+    n, c, h, w = images.shape
+    sh, sw = -(-h // f), -(-w // f)
+    if (sh * f, sw * f) != (h, w):  # IDC pads right/bottom with pixel value 0.5
+        if mean is None:
+            raise CondenseError(f"A multi_formation decoder with factor {f} must pad {h}×{w} images, but these "
+                                f"live in ZCA space where pixel value 0.5 has no meaning; use a factor dividing "
+                                f"both sides.")
+        fill = ((0.5 - images.new_tensor(mean)) / images.new_tensor(std)).view(1, c, 1, 1)
+        images = torch.cat([images, fill.expand(n, c, h, sw * f - w)], 3)
+        images = torch.cat([images, fill.expand(n, c, sh * f - h, sw * f)], 2)
+    crops = [images[:, :, i * sh:(i + 1) * sh, j * sw:(j + 1) * sw] for i in range(f) for j in range(f)]
+    decoded = F.interpolate(torch.cat(crops), size=(h, w), mode="bilinear", align_corners=False)
+    return decoded, torch.cat([labels] * (f * f))
+
+
+DECODERS: dict[str, Callable] = {"identity": _identity, "multi_formation": _multi_formation}
+
+
+def _check_decoder(spec: Any, where: str) -> None:
+    if not isinstance(spec, dict) or spec.get("kind") not in tuple(DECODERS):  # tuple: no hashing of JSON values
+        raise CondenseError(f"{where} has decoder {spec!r}; expected a dict whose 'kind' is one of: "
+                            f"{', '.join(DECODERS)}.")
+    f = spec.get("factor")
+    if spec["kind"] == "multi_formation" and (isinstance(f, bool) or not isinstance(f, int) or f < 1):
+        raise CondenseError(f"{where} has a multi_formation decoder with factor {f!r}; expected an integer ≥ 1.")
+
+
+def decode_images(images: torch.Tensor, labels: torch.Tensor, decoder: dict, mean: Optional[tuple],
+                  std: Optional[tuple], arrays: Optional[Mapping[str, torch.Tensor]] = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``DECODERS[decoder['kind']]`` applied to stored images and labels; pure and differentiable
+    w.r.t. ``images``, so distillation can optimise through it. ``mean``/``std`` are None when the
+    images are not normalised pixels (ZCA space); ``arrays`` are a learned decoder's parameters."""
+    _check_decoder(decoder, "the call to decode_images")
+    return DECODERS[decoder["kind"]](images, labels, decoder, mean, std, arrays or {})
 
 
 @dataclass
@@ -78,7 +142,7 @@ class SynthSet:
     """A synthetic (or coreset) training set plus everything needed to use it correctly."""
 
     images: torch.Tensor                      # float32 (N, C, H, W) in the learned space
-    labels: torch.Tensor                      # int64 (N,) hard labels, or float32 (N, K) soft labels
+    labels: torch.Tensor                      # per label_kind: int64 (N,) or float32 (N, K) / (N, D)
     dataset: str
     num_classes: int
     class_names: list[str]
@@ -93,6 +157,17 @@ class SynthSet:
     zca_mean: Optional[torch.Tensor] = None    # (D,)
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    label_kind: str = ""                      # one of LABEL_KINDS; "" infers it from the labels
+    label_temperature: float = 1.0            # logits only: the temperature they are softened with
+    relabel_network: Optional[dict] = None    # relabel only: at least "checksum" and "architecture"
+    decoder: dict = field(default_factory=lambda: dict(_IDENTITY))
+    decoder_arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    source_indices: Optional[torch.Tensor] = None  # int64 (N,): rows in the source training split
+    dataset_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        # Pass label_kind explicitly when labels are learned: the inference sees only today's values.
+        self.label_kind = self.label_kind or infer_label_kind(self.labels)
 
     # ---- convenience -------------------------------------------------------------------
     @property
@@ -101,44 +176,74 @@ class SynthSet:
 
     @property
     def soft_labels(self) -> bool:
-        return self.labels.dim() == 2
+        """Whether labels are class probabilities or logits."""
+        return self.label_kind in ("probabilities", "logits")
 
     @property
     def hard_labels(self) -> torch.Tensor:
+        if self.label_kind == "regression":
+            raise CondenseError(f"The {self.method} set has regression targets, which carry no class labels.")
         return self.labels.argmax(1) if self.soft_labels else self.labels
 
     @property
     def ipc(self) -> int:
-        counts = torch.bincount(self.hard_labels.cpu(), minlength=self.num_classes)
-        return int(counts.max())
+        """Stored images per class (the storage budget, before any decoder)."""
+        if self.label_kind == "regression":
+            return self.images.shape[0] // self.num_classes
+        return int(torch.bincount(self.hard_labels.cpu(), minlength=self.num_classes).max())
+
+    def decode(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (images, labels) to train on: every consumer calls this rather than reading ``images``."""
+        pixels = self.zca_matrix is None  # in ZCA space there is no pixel value to pad with
+        return decode_images(self.images, self.labels, self.decoder, self.mean if pixels else None,
+                             self.std if pixels else None, self.decoder_arrays)
+
+    def storage_bytes(self) -> dict[str, int]:
+        """Bytes of each array as the file stores it; ``total`` is the set, while ``preprocessing``
+        (the ZCA transform, a property of the real dataset) is reported apart and not counted."""
+        sizes = dict.fromkeys(("images", "labels", "lr", "decoder", "source_indices", "preprocessing"), 0)
+        for name, t in self._tensors().items():
+            key = "preprocessing" if name.startswith("zca") else name.split("/")[0]
+            sizes[key] += t.numel() * (4 if name in _CAST else t.element_size())
+        return {**sizes, "total": sum(v for k, v in sizes.items() if k != "preprocessing")}
 
     def detached(self) -> "SynthSet":
         """A copy with CPU tensors that own their memory (safe to save while training goes on)."""
         copy = dict(self.__dict__)
         for name in _ARRAYS:
-            if copy.get(name) is not None:
+            if copy[name] is not None:
                 copy[name] = copy[name].detach().cpu().clone()
+        copy["decoder_arrays"] = {k: v.detach().cpu().clone() for k, v in self.decoder_arrays.items()}
         return SynthSet(**copy)
 
-    def denormalized(self) -> torch.Tensor:
-        """Images in [0, 1] pixel space (undoing ZCA is not possible without its inverse)."""
+    def denormalized(self, images: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The stored (or the given, e.g. decoded) images in [0, 1] pixel space; ZCA is not undone here."""
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (self.images.detach().cpu() * std + mean).clamp(0, 1)
+        return ((self.images if images is None else images).detach().cpu() * std + mean).clamp(0, 1)
+
+    def config_hash(self) -> str:
+        """A short hash of the resolved configuration (how the set was made, not what it holds)."""
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     # ---- persistence -------------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """Every stored array under its name in the file, in checksum order."""
+        named = {n: getattr(self, n) for n in _ARRAYS}
+        named.update((f"decoder/{k}", v) for k, v in sorted(self.decoder_arrays.items()))
+        return {n: t for n, t in named.items() if t is not None}
+
+    def _layout(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """(dtype, shape) of each array as it will be stored, for the rules load() also applies."""
+        return {n: ("float32" if n in _CAST and t.is_floating_point() else str(t.dtype).removeprefix("torch."),
+                    tuple(t.shape)) for n, t in self._tensors().items()}
+
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"images": self.images.detach().cpu().numpy().astype(np.float32, copy=False),
-                  "labels": self.labels.detach().cpu().numpy()}
-        if self.lr is not None:
-            arrays["lr"] = np.asarray(self.lr.detach().cpu().numpy(), dtype=np.float32)
-        if self.zca_matrix is not None:
-            arrays["zca_matrix"] = self.zca_matrix.detach().cpu().numpy().astype(np.float32)
-            arrays["zca_mean"] = self.zca_mean.detach().cpu().numpy().astype(np.float32)
-        return arrays
+        return {n: t.detach().cpu().numpy().astype(np.float32, copy=False) if n in _CAST
+                else t.detach().cpu().numpy() for n, t in self._tensors().items()}
 
     def save(self, path: str) -> str:
-        """Validate, then write atomically. Returns the path."""
+        """Validate, then write format version 2 atomically. Returns the path."""
         validate(self)
         arrays = self._arrays()
         created = self.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -156,11 +261,17 @@ class SynthSet:
             "iterations_done": int(self.iterations_done),
             "created": created,
             "versions": json.dumps(self.versions or _library_versions(), sort_keys=True),
-            "checksum": _checksum(arrays),
+            "label_kind": self.label_kind,
+            "label_temperature": float(self.label_temperature),
+            "relabel_network": json.dumps(self.relabel_network, sort_keys=True),
+            "decoder": json.dumps(self.decoder, sort_keys=True),
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "checksum": checksum(arrays, _signed_header(self)),
         }
 
         def write(tmp: str) -> None:
             with h5py.File(tmp, "w") as f:
+                f.create_group("decoder")
                 for name, arr in arrays.items():
                     f.create_dataset(name, data=arr)
                 for key, value in attrs.items():
@@ -174,36 +285,78 @@ class SynthSet:
         return load(path)
 
 
-def validate(s: SynthSet, where: str = "the synthetic set") -> None:
-    """Raise CondenseError with one sentence if the set is inconsistent or non-finite."""
-    if s.images.dim() != 4:
-        raise CondenseError(f"{where} has images of shape {tuple(s.images.shape)}; expected N×C×H×W.")
-    n = s.images.shape[0]
-    if n == 0:
+def _check_layout(layout: Mapping[str, tuple[str, tuple[int, ...]]], kind: str, num_classes: int, where: str,
+                  image_shape: Any = None) -> None:
+    """The dtype and shape rules, applied by validate() and by load() to HDF5 metadata before reading."""
+    if kind not in LABEL_KINDS:
+        raise CondenseError(f"{where} has label_kind {kind!r}; expected one of: {', '.join(LABEL_KINDS)}.")
+    for name, (dtype, shape) in layout.items():
+        if name.startswith("decoder/"):
+            if dtype not in _DECODER_DTYPES:
+                raise CondenseError(f"{where} has decoder array '{name[8:]}' of dtype {dtype}; expected one of: "
+                                    f"{', '.join(_DECODER_DTYPES)}.")
+            continue
+        want = _LABEL_LAYOUT[kind] if name == "labels" else _LAYOUT[name]
+        if (dtype, len(shape)) != want:
+            what = f"labels for label_kind '{kind}'" if name == "labels" else name
+            raise CondenseError(f"{where} has {what} of dtype {dtype} and shape {tuple(shape)}; expected "
+                                f"{want[0]} with {want[1]} dimensions.")
+    images = layout["images"][1]
+    if images[0] == 0:
         raise CondenseError(f"{where} holds no images.")
-    if s.images.dtype != torch.float32:
-        raise CondenseError(f"{where} has images of dtype {s.images.dtype}; expected float32.")
-    if s.labels.shape[0] != n:
-        raise CondenseError(f"{where} has {n} images but {s.labels.shape[0]} labels.")
-    if s.labels.dim() == 1:
-        if s.labels.dtype != torch.int64:
-            raise CondenseError(f"{where} has hard labels of dtype {s.labels.dtype}; expected int64.")
-        if int(s.labels.min()) < 0 or int(s.labels.max()) >= s.num_classes:
-            raise CondenseError(f"{where} has labels outside 0..{s.num_classes - 1}.")
-    elif s.labels.dim() == 2:
-        if s.labels.shape[1] != s.num_classes or s.labels.dtype != torch.float32:
-            raise CondenseError(f"{where} has soft labels of shape {tuple(s.labels.shape)}; "
-                                f"expected float32 N×{s.num_classes}.")
-    else:
-        raise CondenseError(f"{where} has labels of shape {tuple(s.labels.shape)}; expected N or N×K.")
+    for name in ("labels", "source_indices"):
+        if name in layout and layout[name][1][0] != images[0]:
+            raise CondenseError(f"{where} has {images[0]} images but {layout[name][1][0]} {name.replace('_', ' ')}.")
+    if kind in ("probabilities", "logits") and layout["labels"][1][1] != num_classes:
+        raise CondenseError(f"{where} has {kind} labels of shape {tuple(layout['labels'][1])}; expected "
+                            f"N×{num_classes}.")
+    if image_shape is not None and list(images[1:]) != image_shape:
+        raise CondenseError(f"{where} declares image_shape {image_shape} but stores {list(images[1:])}.")
+
+
+def validate(s: SynthSet, where: str = "the synthetic set") -> None:
+    """Raise CondenseError with one sentence if the set breaks any rule of the format."""
+    named = s.decoder_arrays
+    if not isinstance(named, dict) or not all(isinstance(k, str) and k and "/" not in k and isinstance(v, torch.Tensor)
+                                              for k, v in named.items()):
+        raise CondenseError(f"{where} has decoder_arrays that are not a dict of tensors with names free of '/'.")
+    _check_layout(s._layout(), s.label_kind, s.num_classes, where)
+    kind, labels, temp, net = s.label_kind, s.labels, s.label_temperature, s.relabel_network
+    if kind in ("hard", "relabel") and (int(labels.min()) < 0 or int(labels.max()) >= s.num_classes):
+        raise CondenseError(f"{where} has labels outside 0..{s.num_classes - 1}.")
+    if kind == "probabilities" and infer_label_kind(labels) != "probabilities":
+        raise CondenseError(f"{where} has label_kind 'probabilities' but not every label row is non-negative "
+                            f"and sums to 1 (within 1e-3).")
+    if isinstance(temp, bool) or not isinstance(temp, (int, float)) or not math.isfinite(temp) or temp <= 0:
+        raise CondenseError(f"{where} has label_temperature {temp!r}; expected a finite number > 0.")
+    if kind != "logits" and temp != 1.0:
+        raise CondenseError(f"{where} has label_temperature {temp} but label_kind '{kind}'; only logits take one.")
+    if kind == "relabel" and not (isinstance(net, dict) and all(
+            isinstance(net.get(k), str) and net[k] for k in ("checksum", "architecture"))):
+        raise CondenseError(f"{where} has label_kind 'relabel' but no relabel_network dict with non-empty "
+                            f"string 'checksum' and 'architecture'.")
+    if kind != "relabel" and net is not None:
+        raise CondenseError(f"{where} has a relabel_network but label_kind '{kind}'; only 'relabel' sets name one.")
+    _check_decoder(s.decoder, where)
+    if s.zca_matrix is not None and s.decoder["kind"] == "multi_formation" and any(
+            d % s.decoder["factor"] for d in s.image_shape[1:]):
+        raise CondenseError(f"{where} lives in ZCA space, so its multi_formation factor {s.decoder['factor']} "
+                            f"must divide the image sides {s.image_shape[1:]} (there is no pixel value to pad with).")
+    try:
+        json.dumps([s.decoder, net], allow_nan=False)
+    except (TypeError, ValueError):
+        raise CondenseError(f"{where} has a decoder or relabel_network that is not plain JSON.") from None
+    if s.source_indices is not None and int(s.source_indices.min()) < 0:
+        raise CondenseError(f"{where} has negative source_indices; they are rows of the source training split.")
+    if not isinstance(s.dataset_fingerprint, str):
+        raise CondenseError(f"{where} has a dataset_fingerprint that is not a string.")
     if len(s.class_names) != s.num_classes:
         raise CondenseError(f"{where} names {len(s.class_names)} classes but has num_classes={s.num_classes}.")
     channels = s.images.shape[1]
     if len(s.mean) != channels or len(s.std) != channels:
         raise CondenseError(f"{where} has mean/std for {len(s.mean)} channels but images have {channels}.")
-    for name in _ARRAYS:
-        t = getattr(s, name)
-        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    for name, t in s._tensors().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CondenseError(f"{where} contains NaN or infinite values in '{name}'.")
     if (s.zca_matrix is None) != (s.zca_mean is None):
         raise CondenseError(f"{where} has only half of its ZCA transform (matrix and mean go together).")
@@ -216,8 +369,27 @@ def _attr(f: h5py.File, key: str, path: str):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _datasets(f: h5py.File, version: int, path: str) -> dict[str, h5py.Dataset]:
+    found = {n: f[n] for n in (_ARRAYS if version > 1 else _V1_ARRAYS) if n in f}
+    group = f.get("decoder") if version > 1 else None
+    if group is not None and not isinstance(group, h5py.Group):
+        raise CondenseError(f"{path} is not a valid SynthSet file: 'decoder' is not a group.")
+    found.update((f"decoder/{k}", v) for k, v in (group or {}).items())
+    for name in ("images", "labels"):
+        if name not in found:
+            raise CondenseError(f"{path} is not a valid SynthSet file: dataset '{name}' is missing.")
+    for name, ds in found.items():
+        if not isinstance(ds, h5py.Dataset):
+            raise CondenseError(f"{path} is not a valid SynthSet file: '{name}' is not a dataset.")
+    return found
+
+
 def load(path: str) -> SynthSet:
-    """Load and validate a SynthSet file; any problem is one CondenseError sentence."""
+    """Load and validate a SynthSet file (version 1 or 2); any problem is one CondenseError sentence.
+
+    Dtypes and shapes are checked from HDF5 metadata before any array is read, and an uncompressed
+    dataset stored smaller than it declares is refused, so a small file cannot make us allocate gigabytes.
+    """
     if not os.path.isfile(path):
         raise CondenseError(f"SynthSet file {path} does not exist.")
     try:
@@ -226,69 +398,36 @@ def load(path: str) -> SynthSet:
         raise CondenseError(f"{path} is not a readable HDF5 file (corrupt or truncated?).") from None
     try:
         with f:
-            version = int(_attr(f, "format_version", path))
-            if version != FORMAT_VERSION:
+            version = _attr(f, "format_version", path)
+            if version not in (1, 2):
                 raise CondenseError(f"{path} has SynthSet format version {version}; this condense reads "
-                                    f"version {FORMAT_VERSION}.")
-            for name in ("images", "labels"):
-                if name not in f:
-                    raise CondenseError(f"{path} is not a valid SynthSet file: dataset '{name}' is missing.")
+                                    f"versions 1 and {FORMAT_VERSION}.")
             try:
-                arrays = {name: f[name][()] for name in _ARRAYS if name in f}
-            except (OSError, KeyError, ValueError):
-                raise CondenseError(f"{path} is corrupt or truncated: its arrays cannot be read.") from None
-            try:
-                meta = {
-                    "dataset": str(_attr(f, "dataset", path)),
-                    "num_classes": int(_attr(f, "num_classes", path)),
-                    "class_names": json.loads(_attr(f, "class_names", path)),
-                    "image_shape": json.loads(_attr(f, "image_shape", path)),
-                    "mean": tuple(json.loads(_attr(f, "mean", path))),
-                    "std": tuple(json.loads(_attr(f, "std", path))),
-                    "method": str(_attr(f, "method", path)),
-                    "config": json.loads(_attr(f, "config", path)),
-                    "seed": int(_attr(f, "seed", path)),
-                    "iterations_done": int(_attr(f, "iterations_done", path)),
-                    "created": str(_attr(f, "created", path)),
-                    "versions": json.loads(_attr(f, "versions", path)),
-                }
+                meta = {key: parse(_attr(f, key, path)) for key, parse in
+                        {**_ATTRS, **(_ATTRS_V2 if version > 1 else {})}.items()}
             except (ValueError, TypeError):
                 raise CondenseError(f"{path} is not a valid SynthSet file: its metadata cannot be parsed.") from None
-            checksum = str(_attr(f, "checksum", path))
+            stored_checksum = str(_attr(f, "checksum", path))
+            datasets = _datasets(f, version, path)
+            kind = meta.get("label_kind") or ("hard" if datasets["labels"].ndim == 1 else "logits")  # v1: layout only
+            _check_layout({n: (str(d.dtype), d.shape) for n, d in datasets.items()}, kind, meta["num_classes"], path,
+                          meta.pop("image_shape"))
+            for name, d in datasets.items():
+                if d.compression is None and d.id.get_storage_size() < d.size * d.dtype.itemsize:
+                    raise CondenseError(f"{path} declares '{name}' of shape {d.shape} ({d.size * d.dtype.itemsize} "
+                                        f"bytes) but stores only {d.id.get_storage_size()} bytes uncompressed "
+                                        f"(truncated or forged).")
+            try:
+                arrays = {n: d[()] for n, d in datasets.items()}
+            except (OSError, KeyError, ValueError):
+                raise CondenseError(f"{path} is corrupt or truncated: its arrays cannot be read.") from None
     except OSError:
         raise CondenseError(f"{path} is corrupt or truncated: HDF5 read failed.") from None
-    if _checksum(arrays) != checksum:
-        raise CondenseError(f"{path} fails its checksum: the arrays were modified or corrupted.")
-    if arrays["images"].dtype != np.float32 or arrays["images"].ndim != 4:
-        raise CondenseError(f"{path} has images of dtype {arrays['images'].dtype} and "
-                            f"{arrays['images'].ndim} dimensions; expected float32 N×C×H×W.")
-    if list(arrays["images"].shape[1:]) != list(meta["image_shape"]):
-        raise CondenseError(f"{path} declares image_shape {meta['image_shape']} but stores "
-                            f"{list(arrays['images'].shape[1:])}.")
-    meta.pop("image_shape")
     tensors = {name: torch.from_numpy(np.array(arr)) for name, arr in arrays.items()}  # keeps 0-d lr 0-d
-    synth = SynthSet(**tensors, **meta)
+    decoder_arrays = {n[len("decoder/"):]: tensors.pop(n) for n in list(tensors) if n.startswith("decoder/")}
+    synth = SynthSet(**tensors, **meta, decoder_arrays=decoder_arrays)
+    if checksum(arrays, _signed_header(synth)) != stored_checksum:
+        raise CondenseError(f"{path} fails its checksum: its arrays or label/decoder attributes were modified "
+                            f"or corrupted.")
     validate(synth, where=path)
     return synth
-
-
-def save_grid(synth: SynthSet, path: str, max_per_class: int = 10, min_cell: int = 32) -> str:
-    """Write a PNG grid, one row per class, denormalised; tiny images are upscaled (nearest)."""
-    import torch.nn.functional as F
-    from torchvision.utils import save_image
-
-    labels = synth.hard_labels.cpu()
-    pixels = synth.denormalized()
-    rows = []
-    for c in range(synth.num_classes):
-        row = pixels[labels == c][:max_per_class]
-        pad = max_per_class - row.shape[0]
-        if pad > 0:  # keep rows aligned when a class has fewer images
-            row = torch.cat([row, torch.ones(pad, *row.shape[1:])])
-        rows.append(row)
-    grid = torch.cat(rows)
-    scale = max(1, -(-min_cell // grid.shape[-1]))
-    if scale > 1:
-        grid = F.interpolate(grid, scale_factor=scale, mode="nearest")
-    atomic_write(path, lambda tmp: save_image(grid, tmp, nrow=max_per_class, padding=2, pad_value=1.0, format="png"))
-    return path

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from condense.cli import main
-from condense.store import _checksum
+from condense.store import checksum as _checksum
 
 FAST = ["--model-args", '{"width": 8}', "--device", "cpu", "--quiet"]
 
