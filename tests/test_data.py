@@ -1,11 +1,13 @@
+import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from condense.data import RealSampler, load_dataset
+from condense.data import RealSampler, ValidationSpec, carve_validation, fit_zca, load_dataset, zca_dataset
 from condense.data.registry import cap_per_class
 from condense.data.torchvision_sets import SPECS
 from condense.errors import CondenseError
@@ -124,3 +126,70 @@ def test_torchvision_mnist_format_is_read(tmp_path):
 def test_unknown_dataset_lists_the_choices():
     with pytest.raises(CondenseError, match="mnist5k"):
         load_dataset("imagenet")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_fingerprint_identifies_the_data_not_its_name(digits, mnist5k):
+    fp = digits.fingerprint()
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert load_dataset("digits").fingerprint() == fp and replace(digits, name="elsewhere").fingerprint() == fp
+    assert mnist5k.fingerprint() != fp
+    y = digits.train_y.clone()
+    y[-1] = (y[-1] + 1) % 10
+    assert replace(digits, train_y=y).fingerprint() != fp
+
+
+def _indexed(ds):
+    """The dataset with image i replaced by the constant i, so split membership can be read off the pixels."""
+    n = len(ds.train_y)
+    return replace(ds, train_x=torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1))
+
+
+def test_carve_validation_is_a_fixed_disjoint_cover(digits):
+    ds = _indexed(digits)
+    spec = ValidationSpec(0.2, 1)
+    carved = carve_validation(ds, spec)
+    val, train = carved.val_x.flatten().long(), carved.train_x.flatten().long()
+    assert torch.equal(val, val.sort().values) and torch.equal(train, train.sort().values)
+    assert torch.equal(torch.cat([val, train]).sort().values, torch.arange(len(ds.train_y)))
+    assert torch.equal(carved.val_y, ds.train_y[val]) and torch.equal(carved.train_y, ds.train_y[train])
+    want = [max(1, round(0.2 * n)) for n in digits.class_counts()]
+    assert torch.bincount(carved.val_y, minlength=10).tolist() == want
+    assert carved.validation == {"fraction": 0.2, "seed": 1, "per_class": want,
+                                 "indices_sha256": carved.validation["indices_sha256"]}
+    assert json.loads(json.dumps(carved.validation)) == carved.validation
+    assert len(carved.validation["indices_sha256"]) == 16
+    again = carve_validation(ds, spec)
+    assert torch.equal(again.val_x, carved.val_x) and again.validation == carved.validation
+    other = carve_validation(ds, ValidationSpec(0.2, 2))
+    assert not torch.equal(other.val_x, carved.val_x)
+    assert other.validation["indices_sha256"] != carved.validation["indices_sha256"]
+    assert torch.equal(carved.test_x, ds.test_x)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, float("nan"), "0.1", True])
+def test_bad_validation_fractions_are_refused(fraction):
+    with pytest.raises(CondenseError, match="between 0 and 1"):
+        ValidationSpec(fraction)
+
+
+def test_carve_validation_keeps_a_training_image_per_class(digits):
+    assert carve_validation(cap_per_class(digits, 2), ValidationSpec(0.1)).class_counts() == [1] * 10
+    with pytest.raises(CondenseError, match="too few") as err:
+        carve_validation(cap_per_class(digits, 1), ValidationSpec(0.1))
+    assert "\n" not in str(err.value)
+
+
+def test_load_dataset_carries_the_validation_split(digits):
+    ds = load_dataset("digits", validation=ValidationSpec(0.2, 1))
+    assert ds.val_x.shape[1:] == ds.train_x.shape[1:]
+    assert len(ds.val_x) == len(ds.val_y) == sum(ds.validation["per_class"])
+    assert len(ds.train_y) + len(ds.val_y) == len(digits.train_y)
+    assert ds.validation == carve_validation(digits, ValidationSpec(0.2, 1)).validation
+    transform = fit_zca(ds.denormalize(ds.train_x))  # whitening then carving == carving then whitening
+    whitened_first = carve_validation(zca_dataset(digits, *transform), ValidationSpec(0.2, 1))
+    assert torch.allclose(zca_dataset(ds, *transform).val_x, whitened_first.val_x, atol=1e-5)

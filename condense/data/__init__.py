@@ -1,6 +1,10 @@
-"""Datasets: embedded (mnist5k, digits), torchvision on-disk formats, image folders; per-class sampler."""
+"""Datasets: embedded (mnist5k, digits), torchvision on-disk formats, image folders; per-class sampler; ZCA;
+a validation split carved from the training data."""
 from .dataset import ImageDataset
 from .registry import DatasetInfo, dataset_info, list_datasets, load_dataset
 from .sampler import RealSampler
+from .splits import ValidationSpec, carve_validation
+from .zca import apply_zca, fit_zca, zca_dataset
 
-__all__ = ["ImageDataset", "DatasetInfo", "RealSampler", "dataset_info", "list_datasets", "load_dataset"]
+__all__ = ["ImageDataset", "DatasetInfo", "RealSampler", "ValidationSpec", "apply_zca", "carve_validation",
+           "dataset_info", "fit_zca", "list_datasets", "load_dataset", "zca_dataset"]

@@ -1,7 +1,10 @@
 """ImageDataset: a labelled image dataset held in memory as normalised tensors."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -16,7 +19,10 @@ class ImageDataset:
     class_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    hflip_safe: bool = True  # a mirrored image keeps its label (not so for digits: a flipped 2 is not a 2)
+    val_x: Optional[torch.Tensor] = None  # validation split carved from the training data (data/splits.py)
+    val_y: Optional[torch.Tensor] = None
+    validation: Optional[dict] = None  # how it was carved: fraction, seed, per-class counts, indices digest
 
     @property
     def num_classes(self) -> int:
@@ -36,8 +42,18 @@ class ImageDataset:
     def to(self, device) -> "ImageDataset":
         if device is None or self.train_x.device == torch.device(device):
             return self
-        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
-                       test_x=self.test_x.to(device), test_y=self.test_y.to(device))
+        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y", "val_x", "val_y")
+                 if getattr(self, k) is not None}
+        return replace(self, **moved)
+
+    def fingerprint(self) -> str:
+        """16 hex digits identifying the data wherever it lives: sizes, shape, class names, every label and
+        the pixels of about 64 evenly strided training images (cheap even for a large dataset)."""
+        n = len(self.train_y)
+        digest = hashlib.sha256(json.dumps([n, len(self.test_y), self.image_shape, self.class_names]).encode())
+        for t in (self.train_y, self.test_y, self.train_x[::max(1, n // 64)]):
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1)
@@ -54,7 +70,7 @@ class ImageDataset:
 
 
 def from_uint8(name: str, train: tuple, test: tuple, class_names: list[str], mean=None, std=None,
-               dsa_strategy: str = "color_crop_cutout_flip_scale_rotate") -> ImageDataset:
+               hflip_safe: bool = True) -> ImageDataset:
     """Build from (images, labels) numpy pairs, images uint8 N×H×W×C or float in [0, 1] N×C×H×W."""
     def to_float(images) -> torch.Tensor:
         t = torch.as_tensor(images)
@@ -68,6 +84,6 @@ def from_uint8(name: str, train: tuple, test: tuple, class_names: list[str], mea
         std = tuple(tx.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
     ds = ImageDataset(name=name, train_x=tx, train_y=torch.as_tensor(train[1]).long(), test_x=vx,
                       test_y=torch.as_tensor(test[1]).long(), class_names=list(class_names), mean=tuple(mean),
-                      std=tuple(std), dsa_strategy=dsa_strategy)
+                      std=tuple(std), hflip_safe=hflip_safe)
     ds.train_x, ds.test_x = ds.normalize(ds.train_x), ds.normalize(ds.test_x)
     return ds

@@ -5,7 +5,6 @@ import functools
 
 import numpy as np
 
-from ..augment import NO_FLIP_STRATEGY
 from .dataset import ImageDataset, from_uint8
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -48,9 +47,9 @@ def _digits_arrays():
 def load_mnist5k() -> ImageDataset:
     xtr, ytr, xte, yte = _mnist5k_arrays()
     return from_uint8("mnist5k", (xtr, ytr), (xte, yte), [str(c) for c in range(10)], MNIST_MEAN, MNIST_STD,
-                      dsa_strategy=NO_FLIP_STRATEGY)
+                      hflip_safe=False)
 
 
 def load_digits() -> ImageDataset:
     xtr, ytr, xte, yte = _digits_arrays()
-    return from_uint8("digits", (xtr, ytr), (xte, yte), [str(c) for c in range(10)], dsa_strategy=NO_FLIP_STRATEGY)
+    return from_uint8("digits", (xtr, ytr), (xte, yte), [str(c) for c in range(10)], hflip_safe=False)

@@ -8,13 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import CondenseError
+from ..io import cache_root, write_npz
 from .dataset import ImageDataset, from_uint8
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def cache_dir() -> str:
-    return os.environ.get("CONDENSE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "condense"))
 
 
 def _listing(root: str, split: str) -> tuple[list[str], list[tuple[str, int]]]:
@@ -59,16 +56,13 @@ def load_imagefolder(root: str) -> ImageDataset:
     if train_classes != test_classes:
         raise CondenseError(f"imagefolder {root} has different class folders in train/ and test/.")
     key = hashlib.sha256(repr((root, [(f, os.path.getmtime(f)) for f, _ in train_files + test_files])).encode())
-    cached = os.path.join(cache_dir(), f"imagefolder-{key.hexdigest()[:20]}.npz")
+    cached = cache_root(f"imagefolder-{key.hexdigest()[:20]}.npz")
     if os.path.isfile(cached):
         with np.load(cached, allow_pickle=False) as z:
             arrays = (z["xtr"], z["ytr"], z["xte"], z["yte"])
     else:
         arrays = (*_decode_all(train_files), *_decode_all(test_files))
-        os.makedirs(cache_dir(), exist_ok=True)
-        tmp = cached + f".{os.getpid()}.tmp.npz"
-        np.savez(tmp, xtr=arrays[0], ytr=arrays[1], xte=arrays[2], yte=arrays[3])
-        os.replace(tmp, cached)
+        write_npz(cached, xtr=arrays[0], ytr=arrays[1], xte=arrays[2], yte=arrays[3])
     xtr, ytr, xte, yte = arrays
     if xtr.shape[1:] != xte.shape[1:]:
         raise CondenseError(f"imagefolder {root} has train images of shape {xtr.shape[1:]} but test images of {xte.shape[1:]}.")

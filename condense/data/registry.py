@@ -1,13 +1,17 @@
 """Dataset registry: names -> loaders and facts, plus the capped, device-placed load."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 
 from ..errors import CondenseError
 from .dataset import ImageDataset
+from .embedded import load_digits, load_mnist5k
+from .imagefolder import load_imagefolder
+from .splits import ValidationSpec, carve_validation
+from .torchvision_sets import SPECS, load_torchvision
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,6 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def _load_full(name: str, root: Optional[str]) -> ImageDataset:
-    from .embedded import load_digits, load_mnist5k
-    from .imagefolder import load_imagefolder
-    from .torchvision_sets import SPECS, load_torchvision
-
     dataset_info(name)
     if name.startswith("imagefolder:"):
         return load_imagefolder(name.split(":", 1)[1])
@@ -67,14 +67,15 @@ def cap_per_class(ds: ImageDataset, max_per_class: int, seed: int = 0) -> ImageD
     y = ds.train_y.cpu()
     keep = torch.cat([idx[torch.randperm(len(idx), generator=g)[:max_per_class]]
                       for idx in (torch.nonzero(y == c).squeeze(1) for c in range(ds.num_classes))]).sort().values
-    from dataclasses import replace
-
     return replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep])
 
 
 def load_dataset(name: str, root: Optional[str] = None, max_per_class: Optional[int] = None,
-                 device=None) -> ImageDataset:
+                 device=None, validation: Optional[ValidationSpec] = None) -> ImageDataset:
+    """Load ``name``, cap each training class at ``max_per_class``, then carve ``validation`` from the rest."""
     ds = _load_full(name, root)
     if max_per_class is not None:
         ds = cap_per_class(ds, max_per_class)
+    if validation is not None:
+        ds = carve_validation(ds, validation)
     return ds.to(device)

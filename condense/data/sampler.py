@@ -18,11 +18,13 @@ class RealSampler:
     def count(self, c: int) -> int:
         return len(self.indices[c])
 
-    def sample(self, c: int, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``n`` random images of class ``c`` without replacement (all of them, shuffled, if n >= count)."""
+    def sample_indices(self, c: int, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Training-split rows of ``n`` random images of class ``c`` without replacement (all, shuffled, if n >= count)."""
         idx = self.indices[c]
-        pick = idx[torch.randperm(len(idx), generator=generator)[:n]]
-        return self.x[pick.to(self.x.device)]
+        return idx[torch.randperm(len(idx), generator=generator)[:n]]
+
+    def sample(self, c: int, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return self.x[self.sample_indices(c, n, generator).to(self.x.device)]
 
     def sample_classes(self, n: int, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Up to ``n`` images of every class, class-major, with their labels."""

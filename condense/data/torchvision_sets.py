@@ -7,7 +7,6 @@ from typing import Callable
 
 import numpy as np
 
-from ..augment import DEFAULT_STRATEGY, NO_FLIP_STRATEGY
 from ..errors import CondenseError
 from .dataset import ImageDataset, from_uint8
 
@@ -19,18 +18,18 @@ class TorchvisionSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     split_kw: Callable[[bool], dict]   # train flag -> constructor kwargs
-    strategy: str = DEFAULT_STRATEGY
+    hflip_safe: bool = True            # digits and house numbers change meaning when mirrored
 
 
 SPECS = {
     "mnist": TorchvisionSpec("MNIST", "ROOT/MNIST/raw/ with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                              "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte", (0.1307,), (0.3081,),
-                             lambda t: {"train": t}, NO_FLIP_STRATEGY),
+                             lambda t: {"train": t}, False),
     "fashionmnist": TorchvisionSpec("FashionMNIST", "ROOT/FashionMNIST/raw/ with train-images-idx3-ubyte, "
                                     "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte",
                                     (0.2861,), (0.3530,), lambda t: {"train": t}),
     "svhn": TorchvisionSpec("SVHN", "ROOT/train_32x32.mat and ROOT/test_32x32.mat", (0.4377, 0.4438, 0.4728),
-                            (0.1980, 0.2010, 0.1970), lambda t: {"split": "train" if t else "test"}, NO_FLIP_STRATEGY),
+                            (0.1980, 0.2010, 0.1970), lambda t: {"split": "train" if t else "test"}, False),
     "cifar10": TorchvisionSpec("CIFAR10", "ROOT/cifar-10-batches-py/ with data_batch_1..5, test_batch and "
                                "batches.meta", (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
                                lambda t: {"train": t}),
@@ -61,4 +60,4 @@ def load_torchvision(name: str, root) -> ImageDataset:
         raise CondenseError(f"Dataset {name} expects {spec.expected.replace('ROOT', root)}; not found or "
                             "incomplete (condense never downloads).") from None
     classes = list(getattr(train, "classes", [])) or [str(c) for c in range(10)]
-    return from_uint8(name, _arrays(train), _arrays(test), classes, spec.mean, spec.std, spec.strategy)
+    return from_uint8(name, _arrays(train), _arrays(test), classes, spec.mean, spec.std, spec.hflip_safe)

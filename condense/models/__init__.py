@@ -9,9 +9,12 @@ from .alexnet import AlexNet
 from .convnet import ConvNet
 from .lenet import LeNet
 from .mlp import MLP
-from .registry import create_model, has_batchnorm, list_models, register_model
+from .layout import ParamLayout
+from .netfile import NetworkInfo, load_network, load_state_into, read_network_info, save_network
+from .registry import batchnorm_layers, create_model, has_batchnorm, list_models, register_model
 from .resnet import ResNet18
 from .vgg import VGG11
 
-__all__ = ["AlexNet", "ConvNet", "LeNet", "MLP", "ResNet18", "VGG11",
-           "create_model", "has_batchnorm", "list_models", "register_model"]
+__all__ = ["AlexNet", "ConvNet", "LeNet", "MLP", "NetworkInfo", "ParamLayout", "ResNet18", "VGG11",
+           "batchnorm_layers", "create_model", "has_batchnorm", "list_models", "load_network", "load_state_into",
+           "read_network_info", "register_model", "save_network"]

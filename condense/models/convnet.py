@@ -1,4 +1,4 @@
-"""ConvNet, the distillation workhorse (METHODS.md §0, official VICO-UoE ``networks.py``).
+"""ConvNet, the distillation workhorse (Gidaris & Komodakis 2018 via DC; official VICO-UoE ``networks.py``).
 
 ``depth`` × [Conv3x3(width, pad 1) → norm → act → pool 2x2], then one Linear on the flattened
 features. Defaults: width 128, depth 3, instance norm (GroupNorm(C, C)), ReLU, average pooling.

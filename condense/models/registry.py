@@ -57,9 +57,14 @@ def create_model(name: str, channels: int, num_classes: int, image_size: tuple[i
     return builder(channels=channels, num_classes=num_classes, image_size=image_size, **{**preset, **overrides})
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm submodule: running statistics that are not parameters (no vmap over stacked copies,
+    no flat-parameter unroll, statistics that gradient matching fixes from real data)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batchnorm(model: nn.Module) -> bool:
-    """True if any submodule is a BatchNorm (its running stats make it unfit for vmap over stacked copies)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return bool(batchnorm_layers(model))
 
 
 def _options(builder: Callable) -> set[str]:
