@@ -159,6 +159,13 @@ class DSA:
         return self.apply(real, p.expand(_zeros(real))), self.apply(syn, p.expand(_zeros(syn)))
 
 
+def dsa_for(hflip_safe: bool, flip_first: bool = False) -> DSA:
+    """DSA for a dataset: every family, or every family but flip when a mirrored image changes its label;
+    ``flip_first`` (FYI) only where flips are label-safe."""
+    strategy = DEFAULT_STRATEGY if hflip_safe else NO_FLIP_STRATEGY
+    return DSA(DSAConfig(strategy=strategy, flip_first=flip_first and hflip_safe))
+
+
 def class_siamese(dsa: DSA, real: torch.Tensor, real_groups: torch.Tensor, syn: torch.Tensor,
                   syn_groups: torch.Tensor, num_groups: int,
                   generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:

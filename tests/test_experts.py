@@ -63,22 +63,22 @@ def test_truncated_or_corrupt_expert_is_rejected_clearly(tmp_path):
 
 
 def test_interrupted_experts_command_resumes(tmp_path, monkeypatch, capsys):
-    import condense.experts as experts
+    import condense.experts.buffer as buffer
 
     folder = str(tmp_path / "buf")
-    real_train, calls = experts.train_expert, []
+    real_train, calls = buffer.train_expert, []
 
-    def dies_on_second(cfg, data, index, device, on_epoch=None):
+    def dies_on_second(cfg, data, index, device):
         calls.append(index)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_train(cfg, data, index, device, on_epoch)
+        return real_train(cfg, data, index, device)
 
-    monkeypatch.setattr(experts, "train_expert", dies_on_second)
+    monkeypatch.setattr(buffer, "train_expert", dies_on_second)
     assert main(["experts", *CLI_TINY, "--experts", "2", "--out", folder, "--quiet"]) == 130
     assert sorted(os.listdir(folder)) == ["buffer.h5", "expert_00000.h5"]  # no partial or temp file
     first = open(expert_path(folder, 0), "rb").read()
-    monkeypatch.setattr(experts, "train_expert", real_train)
+    monkeypatch.setattr(buffer, "train_expert", real_train)
     assert main(["experts", *CLI_TINY, "--experts", "2", "--out", folder, "--quiet"]) == 0
     assert open(expert_path(folder, 0), "rb").read() == first  # kept, not retrained
     header, resumed = load_expert(expert_path(folder, 1))
@@ -111,7 +111,7 @@ def test_torchrun_two_ranks_write_every_expert_once(tmp_path):
 def test_zca_matches_kornia_and_is_stored_with_the_buffer(tmp_path):
     from kornia.enhance import ZCAWhitening
 
-    from condense.zca import apply_zca, fit_zca
+    from condense.data import apply_zca, fit_zca
 
     data = load_dataset("digits")
     x01 = data.denormalize(data.train_x)
@@ -124,13 +124,13 @@ def test_zca_matches_kornia_and_is_stored_with_the_buffer(tmp_path):
     buf = ExpertBuffer(folder)
     assert buf.zca is not None and torch.equal(buf.zca[0], matrix) and torch.equal(buf.zca[1], mean)
     # MTT over a ZCA buffer works in ZCA space, carries the transform, and eval scores in that space.
-    from condense.evaluator import eval_dataset_for
+    from condense.evaluation import real_data_for
     from condense.synth import distill
 
     synth = distill("mtt", "digits", 1, model_args=TINY["model_args"], device="cpu", experts=folder, iterations=1,
                     syn_steps=2, max_start_epoch=1, expert_epochs=1)
     assert torch.equal(synth.zca_matrix, matrix) and torch.equal(synth.zca_mean, mean)
-    scored = eval_dataset_for(synth, device=torch.device("cpu"))
+    scored = real_data_for(synth, device=torch.device("cpu"))
     assert torch.allclose(scored.test_x, apply_zca(data.denormalize(data.test_x), matrix, mean))
 
 

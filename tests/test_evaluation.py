@@ -1,4 +1,5 @@
 """Evaluator suite: protocols as data, vectorised seeds vs sequential, grid/reference, KD, report, torchrun."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,8 +10,9 @@ import torch
 
 from condense.cli import main
 from condense.errors import CondenseError
-from condense.evaluator import evaluate
-from condense.protocol import Protocol, get_protocol, list_protocols, protocol_dirs
+from condense.data import load_dataset
+from condense.evaluation import Protocol, evaluate, get_protocol, list_protocols
+from condense.evaluation.protocol import protocol_dirs
 from condense.store import SynthSet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,8 +21,6 @@ W16 = {"width": 16}
 
 def _set(n_per_class=2, soft=False, seed=0):
     """A real digits subset (so accuracies mean something), optionally with soft labels."""
-    from condense.data import load_dataset
-
     data = load_dataset("digits", device="cpu")
     g = torch.Generator().manual_seed(seed)
     idx = torch.cat([torch.nonzero(data.train_y == c).squeeze(1)[torch.randperm(int((data.train_y == c).sum()),
@@ -40,8 +40,8 @@ def test_protocols_are_files_and_results_record_content_and_hash():
     assert str(protocol_dirs()[0]).endswith(os.path.join("eval", "protocols"))
     assert get_protocol("standard", epochs=7).digest() != std.digest() == get_protocol("standard").digest()
     rep = evaluate(_set(1), protocol="fast", epochs=2, runs=2, device="cpu", model_args=W16)
-    assert rep["protocol"]["hash"] == get_protocol("fast", epochs=2).digest()
-    assert rep["protocol"]["optimizer"] == "sgd" and rep["protocol"]["epochs"] == 2 and rep["seeds"] == [0, 1]
+    assert rep.protocol["hash"] == get_protocol("fast", epochs=2).digest()
+    assert rep.protocol["optimizer"] == "sgd" and rep.protocol["epochs"] == 2 and rep.seeds == [0, 1]
 
 
 def test_protocol_file_errors(tmp_path):
@@ -65,40 +65,40 @@ def test_vectorised_matches_sequential():
     kw = dict(models=["ConvNet", "MLP"], runs=5, protocol=proto, device="cpu", model_args=W16)
     vec, seq = evaluate(synth, sequential=False, **kw), evaluate(synth, sequential=True, **kw)
     for m in ("ConvNet", "MLP"):
-        v, s = vec["results"][m], seq["results"][m]
-        assert v["trainer"] == "vectorised" and s["trainer"].startswith("sequential")
-        assert abs(v["mean"] - s["mean"]) <= v["std"] + s["std"] + 1e-9, (m, v, s)
-        assert v["mean"] > 20, v  # 10 classes on digits: well above chance
-        diffs = [abs(a - b) for a, b in zip(v["runs"], s["runs"])]
-        assert max(diffs) < 3.0, (m, v["runs"], s["runs"])  # same trajectories up to rounding
+        v, s = vec.results[m], seq.results[m]
+        assert v.trainer == "vectorised" and s.trainer.startswith("sequential")
+        assert abs(v.mean - s.mean) <= v.std + s.std + 1e-9, (m, v, s)
+        assert v.mean > 20, v  # 10 classes on digits: well above chance
+        diffs = [abs(a - b) for a, b in zip(v.runs, s.runs)]
+        assert max(diffs) < 3.0, (m, v.runs, s.runs)  # same trajectories up to rounding
 
 
 def test_batchnorm_falls_back_to_sequential():
     rep = evaluate(_set(1), models="ConvNetBN", runs=2, sequential=False, protocol=Protocol(epochs=2, checkpoints=1), device="cpu",
                    model_args={"width": 8})
-    assert rep["results"]["ConvNetBN"]["trainer"].startswith("sequential (BatchNorm")
+    assert rep.results["ConvNetBN"].trainer.startswith("sequential (BatchNorm")
 
 
 def test_soft_and_teacher_protocols(tmp_path, monkeypatch):
     monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
     proto = get_protocol("soft", epochs=30, batch_size=8, lr=0.01)  # INFER lr 1e-3 needs thousands of steps
     soft = evaluate(_set(3, soft=True), protocol=proto, runs=2, device="cpu", model_args=W16)
-    assert soft["labels"].startswith("soft (prob") and soft["results"]["ConvNet"]["mean"] > 30, soft["results"]
-    logits = _set(3, soft=True)
-    logits.labels = logits.labels.log() * 10  # the same targets as logits at T = 10
+    assert soft.labels.startswith("soft (prob") and soft.results["ConvNet"].mean > 30, soft.results
+    probs = _set(3, soft=True)
+    logits = dataclasses.replace(probs, labels=probs.labels.log() * 10, label_kind="logits")  # the same targets at T = 10
     soft = evaluate(logits, protocol=get_protocol("soft", epochs=30, batch_size=8, lr=0.01, temperature=10.0), runs=2,
                     device="cpu", model_args=W16)
-    assert soft["labels"] == "soft (logits)" and soft["results"]["ConvNet"]["mean"] > 20, soft["results"]  # chance: 10
+    assert soft.labels == "soft (logits)" and soft.results["ConvNet"].mean > 20, soft.results  # chance: 10
     with pytest.raises(CondenseError, match="hard labels"):
         evaluate(_set(1), protocol="soft", epochs=1, runs=1, device="cpu")
     teacher = {"model": "ConvNet", "model_args": W16, "epochs": 6, "batch_size": 64, "lr": 0.05,
                "augment": "none", "seed": 0}
     kd = get_protocol("kd", epochs=15, teacher=teacher)
     rep = evaluate(_set(2), protocol=kd, runs=2, device="cpu", model_args=W16)
-    info = rep["teacher"]
-    assert rep["labels"] == "teacher" and info["test_accuracy"] > 80 and os.path.isfile(info["cache"])
+    info = rep.teacher
+    assert rep.labels == "teacher" and info["test_accuracy"] > 80 and os.path.isfile(info["cache"])
     again = evaluate(_set(2), protocol=kd, runs=2, device="cpu", model_args=W16)  # cached teacher: same numbers
-    assert again["results"]["ConvNet"]["runs"] == rep["results"]["ConvNet"]["runs"]
+    assert again.results["ConvNet"].runs == rep.results["ConvNet"].runs
 
 
 def _cli(capsys, *argv):

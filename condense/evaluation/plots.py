@@ -1,6 +1,6 @@
 """`condense report`: PNG plots and a Markdown page from `condense eval --json` result files.
 
-Plots (matplotlib, Agg backend, no display needed):
+Plots (matplotlib figures without pyplot: no display, no global backend switch):
 - ``accuracy_vs_ipc.png``: mean ± std test accuracy against IPC, one line per method (one panel per
   dataset x architecture x protocol);
 - ``cross_arch.png``: grouped bars, one group per set, one bar per architecture, std as error bars;
@@ -8,56 +8,37 @@ Plots (matplotlib, Agg backend, no display needed):
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Sequence
 
-from .errors import CondenseError
-from .store import atomic_write
+import numpy as np
+from matplotlib import colormaps
 
-
-def load_reports(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """Every per-set report in the files (single reports and multi-set payloads alike), reference rows included."""
-    reports = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                blob = json.load(f)
-        except FileNotFoundError:
-            raise CondenseError(f"Results file {path} does not exist.") from None
-        except (OSError, json.JSONDecodeError):
-            raise CondenseError(f"Results file {path} is not readable JSON.") from None
-        items = blob.get("sets", [blob]) if isinstance(blob, dict) else []
-        if isinstance(blob, dict) and blob.get("reference"):
-            items = [*items, {**blob["reference"], "reference": True}]
-        if not items or not all(isinstance(r, dict) and "results" in r and "protocol" in r for r in items):
-            raise CondenseError(f"Results file {path} is not a `condense eval --json` result.")
-        reports += [{**r, "source": path} for r in items]
-    return reports
+from ..figures import new_figure, save_figure
+from ..io import write_text
+from .results import EvalReport, load_reports
 
 
-def _label(r: dict[str, Any]) -> str:
-    return os.path.basename(r["set"]) if r.get("set") else f"{r['method']} ipc{r['ipc']}"
+def _label(r: EvalReport) -> str:
+    name = os.path.basename(r.set) if r.set else r.name
+    return name if not r.reference or name.startswith("reference") else f"reference: {name}"
 
 
-def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
-    import matplotlib.pyplot as plt
-
+def plot_accuracy_vs_ipc(reports: Sequence[EvalReport], path: str) -> str:
     # One panel per (dataset, architecture, protocol): a line never joins numbers from two protocols.
     panels: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in reports:
-        if r.get("reference"):
+        if r.reference:
             continue
-        for model, res in r["results"].items():
-            key = (r["dataset"], model, r["protocol"]["name"])
-            panels[key][r["method"]].append((r["ipc"], res["mean"], res["std"]))
+        for model, res in r.results.items():
+            panels[(r.dataset, model, r.protocol["name"])][r.method].append((r.ipc, res.mean, res.std))
     # A panel where no method has two IPCs shows no trend (the cross-arch chart has those numbers).
     keys = [k for k in sorted(panels) if any(len({p[0] for p in pts}) > 1 for pts in panels[k].values())]
     keys = keys or sorted(panels)
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat[len(keys):]:
         ax.set_visible(False)
     for ax, key in zip(axes.flat, keys):
@@ -74,57 +55,40 @@ def plot_accuracy_vs_ipc(reports: Sequence[dict[str, Any]], path: str) -> str:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
-def _save(fig, path: str, dpi: int) -> str:
-    """Lay out, write atomically as PNG, and free the figure."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
-    plt.close(fig)
-    return path
-
-
-def plot_cross_arch(reports: Sequence[dict[str, Any]], path: str) -> str:
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    models = list(dict.fromkeys(m for r in reports for m in r["results"]))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) * max(1, len(reports)) / 2 + 2), 4))
+def plot_cross_arch(reports: Sequence[EvalReport], path: str) -> str:
+    models = list(dict.fromkeys(m for r in reports for m in r.results))
+    fig, ax = new_figure(figsize=(max(6, 1.2 * len(models) * max(1, len(reports)) / 2 + 2), 4))
     width = 0.8 / max(1, len(reports))
     x = np.arange(len(models))
     for i, r in enumerate(reports):
-        means = [r["results"].get(m, {}).get("mean", np.nan) for m in models]
-        stds = [r["results"].get(m, {}).get("std", 0) for m in models]
-        ax.bar(x + (i - (len(reports) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=("reference: " if r.get("reference") else "") + _label(r).replace("reference: ", ""),
-               hatch="//" if r.get("reference") else None)
+        means = [r.results[m].mean if m in r.results else np.nan for m in models]
+        stds = [r.results[m].std if m in r.results else 0 for m in models]
+        ax.bar(x + (i - (len(reports) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=_label(r),
+               hatch="//" if r.reference else None)
     ax.set_xticks(x)
     ax.set_xticklabels(models, rotation=20)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Cross-architecture accuracy (mean ± std over seeds)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
-def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
+def plot_curves(reports: Sequence[EvalReport], path: str) -> str:
     """One row per (dataset, architecture): test accuracy (mean ± std band over seeds) and training loss,
     one line per set; the legend sits outside the axes so it never hides a curve."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = list(dict.fromkeys((r["dataset"], m) for r in reports for m, res in r["results"].items()
-                              if any(res.get("curves", []))))  # results without curves get no empty row
-    rows = rows or list(dict.fromkeys((r["dataset"], m) for r in reports for m in r["results"]))
-    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 3.4 * len(rows)), squeeze=False)
-    colours = plt.get_cmap("tab20" if len(reports) > 10 else "tab10").colors
+    rows = list(dict.fromkeys((r.dataset, m) for r in reports for m, res in r.results.items()
+                              if any(res.curves)))  # results without curves get no empty row
+    rows = rows or list(dict.fromkeys((r.dataset, m) for r in reports for m in r.results))
+    fig, axes = new_figure(len(rows), 2, figsize=(13, 3.4 * len(rows)), squeeze=False)
+    colours = colormaps["tab20" if len(reports) > 10 else "tab10"].colors
     for (acc_ax, loss_ax), (dataset, model) in zip(axes, rows):
         for i, r in enumerate(reports):
-            res = r["results"].get(model, {}) if r["dataset"] == dataset else {}
-            curves = [c for c in res.get("curves", []) if c]
+            res = r.results.get(model) if r.dataset == dataset else None
+            curves = [c for c in res.curves if c] if res else []
             if not curves:
                 continue
             colour = colours[i % len(colours)]
@@ -132,7 +96,7 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
             acc = np.array([[a for _, a in c] for c in curves if len(c) == len(epochs)])
             acc_ax.plot(epochs, acc.mean(0), marker=".", color=colour, label=_label(r))
             acc_ax.fill_between(epochs, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15, color=colour)
-            losses = [c for c in res.get("loss_curves", []) if c]
+            losses = [c for c in res.loss_curves if c]
             if losses:
                 loss_ax.plot([e for e, _ in losses[0]], [v for _, v in losses[0]], marker=".", color=colour,
                              label=_label(r))
@@ -146,19 +110,18 @@ def plot_curves(reports: Sequence[dict[str, Any]], path: str) -> str:
         handles, labels = acc_ax.get_legend_handles_labels()
         if handles:
             loss_ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    return _save(fig, path, dpi=100)
+    return save_figure(fig, path, dpi=100)
 
 
-def _table(reports: Sequence[dict[str, Any]]) -> list[str]:
-    models = list(dict.fromkeys(m for r in reports for m in r["results"]))
+def _table(reports: Sequence[EvalReport]) -> list[str]:
+    models = list(dict.fromkeys(m for r in reports for m in r.results))
     lines = ["| set | method | dataset | IPC | protocol [hash] | " + " | ".join(models) + " |",
              "|---|---|---|---:|---|" + "---:|" * len(models)]
     for r in reports:
-        cells = [f"{r['results'][m]['mean']:.2f} ± {r['results'][m]['std']:.2f} (n={len(r['results'][m]['runs'])})"
-                 if m in r["results"] else "–" for m in models]
-        name = ("reference: " if r.get("reference") else "") + _label(r).replace("reference: ", "")
-        lines.append(f"| {name} | {r['method']} | {r['dataset']} | {r['ipc']} | "
-                     f"{r['protocol']['name']} [{r['protocol']['hash']}] | " + " | ".join(cells) + " |")
+        cells = [f"{r.results[m].mean:.2f} ± {r.results[m].std:.2f} (n={len(r.results[m].runs)})"
+                 if m in r.results else "–" for m in models]
+        lines.append(f"| {_label(r)} | {r.method} | {r.dataset} | {r.ipc} | "
+                     f"{r.protocol['name']} [{r.protocol['hash']}] | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -167,22 +130,19 @@ def write_report(paths: Sequence[str], out: str) -> str:
     return render_report(load_reports(paths), out, sources=paths)
 
 
-def render_report(reports: Sequence[dict[str, Any]], out: str, sources: Sequence[str]) -> str:
+def render_report(reports: Sequence[EvalReport], out: str, sources: Sequence[str]) -> str:
     """Write the PNGs and ``README.md`` into ``out`` from per-set reports; returns the Markdown path.
 
     The cross-architecture chart shows only the sets evaluated on more than one architecture, and is
     left out when there are none.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     os.makedirs(out, exist_ok=True)
     plot_accuracy_vs_ipc(reports, os.path.join(out, "accuracy_vs_ipc.png"))
-    crossed = [r for r in reports if len(r["results"]) > 1]
+    crossed = [r for r in reports if len(r.results) > 1]
     if crossed:
         plot_cross_arch(crossed, os.path.join(out, "cross_arch.png"))
     plot_curves(reports, os.path.join(out, "curves.png"))
-    hashes = sorted({r["protocol"]["hash"] for r in reports})
+    hashes = sorted({r.protocol["hash"] for r in reports})
     lines = ["# Evaluation report", "", f"Sources: {', '.join(f'`{p}`' for p in sources)}.", ""]
     if len(hashes) > 1:
         lines += [f"**Warning:** these results use {len(hashes)} different protocols ({', '.join(hashes)}); "
@@ -194,14 +154,11 @@ def render_report(reports: Sequence[dict[str, Any]], out: str, sources: Sequence
               "## Protocols", ""]
     seen = set()
     for r in reports:
-        p = r["protocol"]
+        p = r.protocol
         if p["hash"] in seen:
             continue
         seen.add(p["hash"])
         lines += [f"- `{p['name']}` [{p['hash']}]: {p.get('description', '')} (epochs {p.get('epochs')}, batch "
                   f"{p.get('batch_size')}, {p.get('optimizer', 'sgd')} lr {p.get('lr')}, {p.get('schedule', 'step')} schedule, augment "
                   f"{p.get('augment', 'dsa')}, labels {p.get('labels', 'hard')})"]
-    page = os.path.join(out, "README.md")
-    text = "\n".join(lines) + "\n"
-    atomic_write(page, lambda tmp: open(tmp, "w").write(text))
-    return page
+    return write_text(os.path.join(out, "README.md"), "\n".join(lines) + "\n")

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import CondenseError
+from ..errors import CondenseError
+from ..train import OPTIMIZERS, SCHEDULES, TARGETS, TrainRecipe
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "constant")
 AUGMENTS = ("dsa", "none")
-LABELS = ("hard", "soft", "teacher")
 
 
 @dataclass(frozen=True)
@@ -61,10 +59,12 @@ class Protocol:
     runs: int = 5                  # default number of seeds
     checkpoints: int = 10          # test evaluations spread over training, for the "best" figure and curves
 
-    # dsa kept as a read-only alias for code written against the first evaluator
-    @property
-    def dsa(self) -> bool:
-        return self.augment == "dsa"
+    def recipe(self, lr: float) -> TrainRecipe:
+        """The training recipe at learning rate ``lr`` (the protocol's, or a set's learned one)."""
+        return TrainRecipe(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=lr,
+                           momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
+                           decay_factor=self.decay_factor, labels=self.labels, temperature=self.temperature,
+                           mixup=self.mixup, checkpoints=self.checkpoints)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,8 +80,8 @@ _TEACHER_FIELDS = {f.name for f in dataclasses.fields(TeacherSpec)}
 
 
 def protocol_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent
-    return [here.parent / "eval" / "protocols", here / "protocols"]
+    package = Path(__file__).resolve().parent.parent
+    return [package.parent / "eval" / "protocols", package / "protocols"]
 
 
 def list_protocols() -> list[str]:
@@ -129,7 +129,7 @@ def from_dict(raw: dict[str, Any], where: str = "protocol") -> Protocol:
 
 def check(p: Protocol, where: str = "protocol") -> None:
     for value, allowed, what in ((p.optimizer, OPTIMIZERS, "optimizer"), (p.schedule, SCHEDULES, "schedule"),
-                                 (p.augment, AUGMENTS, "augment"), (p.labels, LABELS, "labels")):
+                                 (p.augment, AUGMENTS, "augment"), (p.labels, TARGETS, "labels")):
         if value not in allowed:
             raise CondenseError(f"{where} has {what} '{value}'; choose one of: {', '.join(allowed)}.")
     for name in ("epochs", "batch_size", "runs", "checkpoints"):

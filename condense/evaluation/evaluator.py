@@ -1,0 +1,157 @@
+"""The evaluator: train fresh networks on a SynthSet under a named protocol and score them on real test data.
+
+Protocols are data (``eval/protocols/*.json``); ``standard`` is the DC/DM ``evaluate_synset`` recipe
+(Zhao et al. 2021, official VICO-UoE/DatasetCondensation ``utils.py``). The seeds of one
+architecture train together as one vectorised model on CUDA, unless ``sequential`` is asked or the
+architecture has BatchNorm; on CPU they train one by one (vmap's grouped convolutions measured
+slower there, see eval/README.md). The headline is the final model's accuracy; the best accuracy
+over the protocol's test checkpoints is recorded too, labelled as such, because MTT-style papers
+quote it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from ..augment import dsa_for
+from ..data import ImageDataset
+from ..device import resolve_device
+from ..errors import CondenseError
+from ..models import create_model, list_models
+from ..seeding import seed_for
+from ..store import SynthSet
+from ..train import Labels, fit, vmap_blocker
+from .protocol import Protocol, from_dict, get_protocol
+from .real_data import real_data_for
+from .results import EvalReport, ModelResult
+from .teachers import get_teacher
+
+GRID_MODELS = ("ConvNet", "MLP", "LeNet", "AlexNet", "VGG11", "ResNet18", "ResNet18BN_AP")
+
+
+def resolve_models(models: Union[str, Sequence[str]]) -> list[str]:
+    """``"all"`` (the cross-architecture grid), a comma list, or a list of registry names."""
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    if list(models) == ["all"]:
+        return list(GRID_MODELS)
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise CondenseError(f"Unknown model '{unknown[0]}'; choose one of: all, {', '.join(list_models())}.")
+    if not models:
+        raise CondenseError("No model to evaluate; give --models all or a comma-separated list.")
+    return list(models)
+
+
+def resolve_protocol(protocol: Union[str, Protocol], epochs: Optional[int] = None) -> Protocol:
+    if not isinstance(protocol, Protocol):
+        return get_protocol(protocol, epochs=epochs)
+    if epochs is None:
+        return protocol
+    return from_dict({**protocol.to_dict(), "epochs": epochs, "teacher": protocol.teacher}, f"Protocol '{protocol.name}'")
+
+
+def labels_for(synth: SynthSet, targets: torch.Tensor, proto: Protocol, data: ImageDataset, dev: torch.device,
+               set_name: str = "", log: Optional[Callable[[str], None]] = None) -> tuple[Labels, dict[str, Any]]:
+    """The training targets the protocol asks for from the set's decoded ``targets``, plus what to record."""
+    if synth.label_kind == "regression":
+        raise CondenseError(f"The set {set_name or synth.method} holds regression targets, not class labels; "
+                            "a classification protocol cannot train on it.")
+    hard = (targets.argmax(1) if targets.dim() == 2 else targets).to(dev)
+    if proto.labels == "soft":
+        if not synth.soft_labels:
+            raise CondenseError(f"Protocol '{proto.name}' trains on stored soft labels but the set "
+                                f"{set_name or synth.method} has hard labels; use 'standard' or 'kd'.")
+        stored = targets.to(dev).float()
+        if synth.label_kind == "probabilities":  # already a target: a temperature on top would flatten it
+            return Labels(hard, soft_probs=stored), {"labels": "soft (probabilities, T = 1)"}
+        return Labels(hard, soft_logits=stored), {"labels": "soft (logits)"}
+    if proto.labels == "teacher":
+        teacher, info = get_teacher(proto.teacher, data, log=log)
+        return Labels(hard, teacher=teacher), {"labels": "teacher", "teacher": info}
+    return Labels(hard), {"labels": "hard" if not synth.soft_labels else "hard (argmax of the stored soft labels)"}
+
+
+def train_seeds(build: Callable[[], torch.nn.Module], seeds: Sequence[int], x: torch.Tensor, labels: Labels,
+                test: tuple[torch.Tensor, torch.Tensor], proto: Protocol, lr: float, dsa, vectorised: bool = True,
+                on_run: Optional[Callable[[int, dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
+    """One network per seed (``torch.manual_seed(seed)`` before building it), trained under ``proto``:
+    all together when ``vectorised`` and the architecture allows it, else one by one."""
+    models = []
+    for s in seeds:
+        torch.manual_seed(s)
+        models.append(build().to(x.device))
+    recipe = proto.recipe(lr)
+    together = vectorised and len(seeds) > 1 and vmap_blocker(models[0]) is None
+    groups = [list(range(len(seeds)))] if together else [[i] for i in range(len(seeds))]
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        done = fit([models[i] for i in group], [torch.Generator().manual_seed(seeds[i]) for i in group], x, labels,
+                   recipe, dsa=dsa, test=test, vectorised=together)
+        for i, o in zip(group, done):
+            out.append({**o, "seed": seeds[i]})
+            if on_run:
+                on_run(i, out[-1])
+    return out
+
+
+def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",), runs: Optional[int] = None,
+             protocol: Union[str, Protocol] = "standard", epochs: Optional[int] = None,
+             dataset: Union[None, str, ImageDataset] = None, data_root: Optional[str] = None,
+             device: str = "auto", seed: int = 0, set_name: str = "", sequential: Optional[bool] = None,
+             model_args: Optional[dict[str, Any]] = None, jobs: Optional[Sequence[tuple[str, int]]] = None,
+             on_run: Optional[Callable[[str, int, dict[str, Any]], None]] = None,
+             log: Optional[Callable[[str], None]] = None) -> EvalReport:
+    """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
+
+    Run r of every architecture and every set uses the seed ``seed_for("eval_run", seed, r)``.
+    ``jobs`` restricts the work to some (model, run index) pairs (torchrun sharding); the report then
+    holds only those runs, also listed under ``jobs``.
+    """
+    proto = resolve_protocol(protocol, epochs)
+    runs = proto.runs if runs is None else runs
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise CondenseError(f"Runs must be a positive number, got {runs}.")
+    models = resolve_models(models)
+    dev = resolve_device(device)
+    why_sequential = "asked"
+    if sequential is None:  # vmap turns convs into grouped convs: measured slower on CPU, so GPU only
+        sequential, why_sequential = dev.type != "cuda", "CPU default"
+    data = real_data_for(synth, dataset, data_root, dev)
+    images, targets = synth.decode()
+    labels, label_info = labels_for(synth, targets, proto, data, dev, set_name, log)
+    train_x = images.detach().to(dev)
+    lr = float(synth.lr) if (synth.lr is not None and proto.use_learned_lr) else proto.lr
+    dsa = dsa_for(data.hflip_safe) if proto.augment == "dsa" else None
+    c, h, w = data.image_shape
+    seeds = [seed_for("eval_run", seed, r) for r in range(runs)]
+    wanted = None if jobs is None else {(m, r) for m, r in jobs}
+    results: dict[str, ModelResult] = {}
+    job_results: list[dict[str, Any]] = []
+    for model_name in models:
+        idx = [r for r in range(runs) if wanted is None or (model_name, r) in wanted]
+        if not idx:
+            continue
+
+        def build(name=model_name):
+            return create_model(name, c, data.num_classes, (h, w), **(model_args or {}))
+
+        blocker = vmap_blocker(build())
+        outcomes = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (data.test_x, data.test_y), proto,
+                               lr, dsa, vectorised=not sequential,
+                               on_run=(lambda i, o, name=model_name: on_run(name, idx[i], o)) if on_run else None)
+        trainer = ("vectorised" if outcomes[0]["vectorised"] else
+                   f"sequential ({why_sequential if sequential else 'one run' if len(idx) == 1 else blocker})")
+        results[model_name] = ModelResult.from_runs(outcomes, trainer)
+        job_results += [{"model": model_name, "run": r, **_percent(o)} for r, o in zip(idx, outcomes)]
+    return EvalReport(set=set_name, dataset=data.name, method=synth.method, ipc=synth.ipc,
+                      images=int(synth.images.shape[0]), lr=lr, seed=seed, seeds=seeds, model_args=model_args or {},
+                      labels=label_info["labels"], teacher=label_info.get("teacher"),
+                      protocol={**proto.to_dict(), "hash": proto.digest()}, results=results,
+                      jobs=job_results if jobs is not None else None)
+
+
+def _percent(o: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": o["seed"], "final": 100 * o["final"], "best": 100 * o["best"],
+            "curve": [(e, 100 * a) for e, a in o["curve"]], "loss_curve": o["loss_curve"], "seconds": o["seconds"]}

@@ -1,0 +1,168 @@
+"""Typed evaluation results: one architecture's runs, one set's report, a grid of sets.
+
+Accuracies are in percent. ``to_json``/``from_json`` keep the JSON layout of ``condense eval
+--json`` (a single report, or ``{"protocol", "models", "sets", "reference"}`` for a grid), so result
+files written by earlier versions still load. Summary statistics are derived from the runs, never
+stored apart from them: the headline is the mean ± std (population std) of the final accuracies.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import CondenseError
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return (float(arr.mean()), float(arr.std())) if len(arr) else (float("nan"), float("nan"))
+
+
+@dataclass
+class ModelResult:
+    """One architecture's runs on one set."""
+
+    runs: list[float]                                  # final test accuracy per run (the headline)
+    best_runs: list[float] = field(default_factory=list)  # max over test checkpoints: labelled, never the headline
+    curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    loss_curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    trainer: str = ""
+
+    @property
+    def mean(self) -> float:
+        return _mean_std(self.runs)[0]
+
+    @property
+    def std(self) -> float:
+        return _mean_std(self.runs)[1]
+
+    @property
+    def best_mean(self) -> float:
+        return _mean_std(self.best_runs)[0]
+
+    @property
+    def best_std(self) -> float:
+        return _mean_std(self.best_runs)[1]
+
+    @classmethod
+    def from_runs(cls, outcomes: Sequence[dict[str, Any]], trainer: str = "") -> "ModelResult":
+        """From ``train.fit`` outcomes (fractions, plus "seed") to percent."""
+        return cls(runs=[100 * o["final"] for o in outcomes], best_runs=[100 * o["best"] for o in outcomes],
+                   curves=[[(e, 100 * a) for e, a in o["curve"]] for o in outcomes],
+                   loss_curves=[o["loss_curve"] for o in outcomes], seconds=[o["seconds"] for o in outcomes],
+                   seeds=[o["seed"] for o in outcomes], trainer=trainer)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "runs": self.runs, "best_mean": self.best_mean,
+                "best_std": self.best_std,
+                "best_runs": self.best_runs, "curves": self.curves, "loss_curves": self.loss_curves,
+                "seconds": self.seconds, "seeds": self.seeds, "trainer": self.trainer}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ModelResult":
+        return cls(runs=list(d["runs"]), best_runs=list(d.get("best_runs", [])),
+                   curves=[[tuple(p) for p in c] for c in d.get("curves", [])],
+                   loss_curves=[[tuple(p) for p in c] for c in d.get("loss_curves", [])],
+                   seconds=list(d.get("seconds", [])), seeds=list(d.get("seeds", [])), trainer=d.get("trainer", ""))
+
+
+@dataclass
+class EvalReport:
+    """One set evaluated under one protocol: per architecture, the runs of every seed."""
+
+    set: str
+    dataset: str
+    method: str
+    ipc: int
+    images: int
+    lr: float
+    seed: int
+    seeds: list[int]
+    protocol: dict[str, Any]            # the protocol's full content plus its "hash"
+    results: dict[str, ModelResult]
+    labels: str = "hard"
+    teacher: Optional[dict[str, Any]] = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    jobs: Optional[list[dict[str, Any]]] = None  # per-(model, run) outcomes of one torchrun rank
+    world: Optional[int] = None
+    reference: bool = False            # a reference row (full data or random subset), not a set under study
+
+    @property
+    def name(self) -> str:
+        return self.set or f"{self.method} ipc{self.ipc}"
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"set": self.set, "dataset": self.dataset, "method": self.method, "ipc": self.ipc, "images": self.images,
+               "lr": self.lr, "seed": self.seed, "seeds": self.seeds, "model_args": self.model_args,
+               "labels": self.labels, "protocol": self.protocol,
+               "results": {m: r.to_json() for m, r in self.results.items()}}
+        for key in ("teacher", "jobs", "world"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], reference: bool = False) -> "EvalReport":
+        return cls(set=d.get("set", ""), dataset=d["dataset"], method=d["method"], ipc=int(d["ipc"]),
+                   images=int(d.get("images", 0)), lr=float(d.get("lr", float("nan"))), seed=int(d.get("seed", 0)),
+                   seeds=list(d.get("seeds", [])), protocol=dict(d["protocol"]),
+                   results={m: ModelResult.from_json(r) for m, r in d["results"].items()},
+                   labels=d.get("labels", "hard"), teacher=d.get("teacher"), model_args=d.get("model_args") or {},
+                   jobs=d.get("jobs"), world=d.get("world"), reference=reference)
+
+
+@dataclass
+class GridReport:
+    """Several sets (and optionally a reference row) under one protocol and the same seeds."""
+
+    protocol: dict[str, Any]
+    models: list[str]
+    sets: list[EvalReport]
+    reference: Optional[EvalReport] = None
+
+    @property
+    def rows(self) -> list[EvalReport]:
+        return self.sets + ([self.reference] if self.reference else [])
+
+    def to_json(self) -> dict[str, Any]:
+        """A single set with no reference is written as its own report (the first evaluator's format)."""
+        if len(self.sets) == 1 and self.reference is None:
+            return self.sets[0].to_json()
+        out: dict[str, Any] = {"protocol": self.protocol, "models": self.models,
+                               "sets": [r.to_json() for r in self.sets]}
+        if self.reference is not None:
+            out["reference"] = self.reference.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "results") -> "GridReport":
+        try:
+            if "sets" not in d:
+                single = EvalReport.from_json(d)
+                return cls(protocol=single.protocol, models=list(single.results), sets=[single])
+            ref = d.get("reference")
+            return cls(protocol=d["protocol"], models=list(d["models"]),
+                       sets=[EvalReport.from_json(r) for r in d["sets"]],
+                       reference=EvalReport.from_json(ref, reference=True) if ref else None)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CondenseError(f"{where} is not a `condense eval --json` result.") from None
+
+
+def load_reports(paths: Sequence[str]) -> list[EvalReport]:
+    """Every per-set report in the result files, reference rows included."""
+    reports = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                blob = json.load(f)
+        except FileNotFoundError:
+            raise CondenseError(f"Results file {path} does not exist.") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise CondenseError(f"Results file {path} is not readable JSON.") from None
+        reports += GridReport.from_json(blob, where=f"Results file {path}").rows
+    return reports
