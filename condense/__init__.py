@@ -8,21 +8,9 @@ Notebook use::
     synth.save("mnist5k_dm_ipc10.h5"); condense.SynthSet.load("mnist5k_dm_ipc10.h5")
 """
 from .errors import CondenseError
+from .evaluation import evaluate
 from .store import SynthSet
+from .synth import distill
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["CondenseError", "SynthSet", "distill", "evaluate", "__version__"]
-
-
-def distill(*args, **kwargs):
-    """See :func:`condense.synth.distill`."""
-    from .synth import distill as _distill
-
-    return _distill(*args, **kwargs)
-
-
-def evaluate(*args, **kwargs):
-    """See :func:`condense.evaluator.evaluate`."""
-    from .evaluator import evaluate as _evaluate
-
-    return _evaluate(*args, **kwargs)

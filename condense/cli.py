@@ -8,9 +8,24 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from rich.console import Console
+from rich.table import Table
+
+from . import dist
+from .audit import run_audit
+from .data import list_datasets
+from .device import resolve_device
 from .errors import CondenseError
+from .evaluation import run_grid
+from .evaluation.plots import write_report
+from .evaluation.tables import markdown, rich_table
+from .experts import ExpertConfig, train_buffer
+from .grids import save_grid
+from .io import write_json, write_text
+from .store import SynthSet
+from .synth import distill
 
 DEFAULT_OUT = os.path.join("synth_sets", "{dataset}_{method}_ipc{ipc}.h5")
 
@@ -22,35 +37,25 @@ class _Parser(argparse.ArgumentParser):
         raise CondenseError(f"{message[0].upper()}{message[1:].rstrip('.')} (see `{self.prog} --help`).")
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
+def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
-# ---- datasets -------------------------------------------------------------------------------
-def cmd_datasets(args) -> int:
-    from rich.table import Table
-
-    from .data import list_datasets
-
-    table = Table(title="Datasets")
-    for col in ("name", "shape", "classes", "needs --data-root", "description"):
-        table.add_column(col)
-    for info in list_datasets():
-        table.add_row(info.name, "×".join(map(str, info.image_shape)) if info.image_shape else "any",
-                      str(info.num_classes or "any"), "yes" if info.needs_root else "no", info.description)
-    _console().print(table)
-    return 0
-
-
-# ---- distill --------------------------------------------------------------------------------
-_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip", "min_distance",
-                   "experts", "syn_steps", "expert_epochs", "max_start_epoch", "grad_mode")  # last five: mtt
+def parse_json(text: Optional[str], option: str, kind: type = dict) -> Any:
+    """A JSON option value, or one sentence naming the option and what was expected."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CondenseError(f"{option} is not valid JSON ({err.msg} at character {err.pos}): {text!r}.") from None
+    if not isinstance(value, kind):
+        raise CondenseError(f"{option} must be a JSON {'object' if kind is dict else kind.__name__}, got {text!r}.")
+    return value
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs -> method options; values are JSON when they parse, else strings."""
+    """``--set key=value`` pairs -> options; values are JSON when they parse, else strings."""
     settings: dict[str, Any] = {}
     for pair in pairs or ():
         key, sep, raw = pair.partition("=")
@@ -63,93 +68,73 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
     return settings
 
 
+def _log(args) -> Optional[Callable[[str], None]]:
+    return None if args.quiet else (lambda m: _console(stderr=True).print(m))
+
+
+# ---- commands -------------------------------------------------------------------------------
+def cmd_datasets(args) -> int:
+    table = Table(title="Datasets")
+    for col in ("name", "shape", "classes", "needs --data-root", "description"):
+        table.add_column(col)
+    for info in list_datasets():
+        table.add_row(info.name, "×".join(map(str, info.image_shape)) if info.image_shape else "any",
+                      str(info.num_classes or "any"), "yes" if info.needs_root else "no", info.description)
+    _console().print(table)
+    return 0
+
+
+_METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip", "min_distance",
+                   "experts", "syn_steps", "expert_epochs", "max_start_epoch", "grad_mode")  # last five: mtt
+
+
 def cmd_distill(args) -> int:
-    from . import dist
-
-    dist.init()  # torchrun: dm/datadam shard classes over ranks; rank 0 writes the set
-    try:
-        return _distill(args, dist)
-    finally:
-        dist.finish()
-
-
-def _distill(args, dist) -> int:
-    from .synth import distill
-
     out = args.out or DEFAULT_OUT.format(dataset=args.dataset.replace(":", "_").replace("/", "_"),
                                          method=args.method, ipc=args.ipc)
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS if getattr(args, k) is not None}
     options["flip"] = options.get("flip") or None  # absent flag: keep the method's preset
-    if args.preset:  # a named bundle of options; explicit flags and --set still win
-        from .synth.presets import named_preset
-
-        options = {**named_preset(args.method, args.preset), **{k: v for k, v in options.items() if v is not None}}
     options.update(parse_settings(args.set))
-    model_args = json.loads(args.model_args) if args.model_args else None
     synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
                     checkpoint_every=args.checkpoint_every, data_root=args.data_root, model=args.model,
-                    model_args=model_args, seed=args.seed, device=dist.device_name(args.device),
-                    max_per_class=args.max_per_class, **options)
+                    model_args=parse_json(args.model_args, "--model-args"), seed=args.seed, device=args.device,
+                    max_per_class=args.max_per_class, preset=args.preset, **options)
     if not args.quiet and dist.is_main():
         _console().print(f"Wrote [bold]{out}[/]: {synth.images.shape[0]} images "
                          f"({synth.ipc} per class, {synth.method}, {synth.iterations_done} iterations).")
     return 0
 
 
-# ---- eval -----------------------------------------------------------------------------------
 def cmd_eval(args) -> int:
-    from . import dist
-    from .eval_grid import markdown, rich_table, run_grid
-    from .store import atomic_write
-
-    dist.init()
-    try:
-        log = None if args.quiet or not dist.is_main() else (lambda m: _console(stderr=True).print(m))
-        model_args = json.loads(args.model_args) if args.model_args else None
-        payload = run_grid(args.sets, models=args.models, protocol=args.protocol, runs=args.runs, epochs=args.epochs,
-                           seed=args.seed, reference=args.reference, log=log, dataset=args.dataset,
-                           data_root=args.data_root, device=dist.device_name(args.device),
-                           sequential=args.sequential, model_args=model_args)
-        if not dist.is_main():
-            return 0
-        _console().print(rich_table(payload))
-        if args.json:  # one set, no reference: the report itself (the first evaluator's format)
-            single = len(payload["sets"]) == 1 and not payload.get("reference")
-            body = json.dumps(payload["sets"][0] if single else payload, indent=2)
-            atomic_write(args.json, lambda tmp: open(tmp, "w").write(body))
-        md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
-        if md:
-            text = markdown(payload)
-            atomic_write(md, lambda tmp: open(tmp, "w").write(text))
+    grid = run_grid(args.sets, models=args.models, protocol=args.protocol, runs=args.runs, epochs=args.epochs,
+                    seed=args.seed, reference=args.reference, log=_log(args) if dist.is_main() else None,
+                    dataset=args.dataset, data_root=args.data_root, device=args.device, sequential=args.sequential,
+                    model_args=parse_json(args.model_args, "--model-args"))
+    if not dist.is_main():
         return 0
-    finally:
-        dist.finish()
+    _console().print(rich_table(grid))
+    if args.json:
+        write_json(args.json, grid.to_json())
+    md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
+    if md:
+        write_text(md, markdown(grid))
+    return 0
 
 
-# ---- report ---------------------------------------------------------------------------------
 def cmd_report(args) -> int:
-    from .report import write_report
-
     page = write_report(args.results, args.out)
     _console().print(f"Wrote [bold]{page}[/] and its plots.")
     return 0
 
 
-# ---- audit ----------------------------------------------------------------------------------
 def cmd_audit(args) -> int:
-    from rich.table import Table
-
-    from .audit import run_audit
-    from .device import resolve_device
-
     options = parse_settings(args.set)
     for key in ("shadows", "canaries", "feature_model", "feature_weights"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     report = args.report or os.path.splitext(args.set_path)[0] + "_audit"
-    log = (lambda m: None) if args.quiet else (lambda m: _console(stderr=True).print(m))
     results = run_audit(args.set_path, args.checks, report, options=options, dataset=args.dataset,
-                        data_root=args.data_root, device=resolve_device(args.device), seed=args.seed, log=log)
+                        data_root=args.data_root, device=resolve_device(args.device), seed=args.seed,
+                        log=_log(args) or (lambda m: None))
     table = Table(title=f"Audit of {os.path.basename(args.set_path)}")
     table.add_column("check")
     table.add_column("verdict")
@@ -160,12 +145,7 @@ def cmd_audit(args) -> int:
     return 0
 
 
-# ---- show -----------------------------------------------------------------------------------
 def cmd_show(args) -> int:
-    from rich.table import Table
-
-    from .store import SynthSet, save_grid
-
     synth = SynthSet.load(args.set)
     table = Table(title=args.set, show_header=False)
     table.add_column("field", style="bold")
@@ -173,15 +153,14 @@ def cmd_show(args) -> int:
     rows = [("method", synth.method), ("dataset", synth.dataset), ("images", str(synth.images.shape[0])),
             ("image shape", "×".join(map(str, synth.image_shape))), ("IPC", str(synth.ipc)),
             ("classes", f"{synth.num_classes}: {', '.join(synth.class_names)}"),
-            ("labels", "soft" if synth.soft_labels else "hard"), ("seed", str(synth.seed)),
+            ("labels", synth.label_kind), ("seed", str(synth.seed)),
             ("iterations done", str(synth.iterations_done)),
             ("learned lr", "-" if synth.lr is None else f"{float(synth.lr):.6g}"),
             ("ZCA", "yes" if synth.zca_matrix is not None else "no"), ("created", synth.created),
             ("versions", ", ".join(f"{k} {v}" for k, v in synth.versions.items()))]
     run_cfg = synth.config.get("run", {})
     rows += [("model", f"{run_cfg.get('model', '-')} {json.dumps(run_cfg.get('model_args') or {})}")]
-    method_cfg = synth.config.get("method_config", {})
-    rows += [(f"config: {k}", str(v)) for k, v in sorted(method_cfg.items())]
+    rows += [(f"config: {k}", str(v)) for k, v in sorted(synth.config.get("method_config", {}).items())]
     for k, v in rows:
         table.add_row(k, v)
     png = args.png or os.path.splitext(args.set)[0] + ".png"
@@ -192,18 +171,12 @@ def cmd_show(args) -> int:
     return 0
 
 
-# ---- experts --------------------------------------------------------------------------------
 def cmd_experts(args) -> int:
-    from .device import resolve_device
-    from .experts import ExpertConfig, run_from_env
-
-    model_args = json.loads(args.model_args) if args.model_args else {}
     cfg = ExpertConfig.for_style(args.style, dataset=args.dataset, data_root=args.data_root,
-                                 max_per_class=args.max_per_class, model=args.model, model_args=model_args,
-                                 epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, zca=args.zca,
-                                 seed=args.seed)
-    log = (lambda m: None) if args.quiet else (lambda m: _console(stderr=True).print(m))
-    run_from_env(cfg, args.out, args.experts, resolve_device(args.device), log=log)
+                                 max_per_class=args.max_per_class, model=args.model,
+                                 model_args=parse_json(args.model_args, "--model-args") or {}, epochs=args.epochs,
+                                 lr=args.lr, batch_size=args.batch_size, zca=args.zca, seed=args.seed)
+    train_buffer(cfg, args.out, args.experts, resolve_device(args.device), log=_log(args) or (lambda m: None))
     return 0
 
 

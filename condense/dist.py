@@ -6,7 +6,8 @@ gloo on CPU and nccl when CUDA is present; the same code runs unchanged in a sin
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -18,13 +19,32 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init() -> None:
-    """Join the torchrun process group once (no-op outside torchrun)."""
-    if launched() and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+def init() -> bool:
+    """Join the torchrun process group (no-op outside torchrun or when already joined); True if it joined.
+
+    On CPU the ranks share the cores instead of each spawning a thread per core.
+    """
+    if not launched() or dist.is_initialized():
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl")
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
+        dist.init_process_group(backend="gloo")
+    return True
+
+
+@contextmanager
+def session() -> Iterator[None]:
+    """The process group for the length of one library call: joined if torchrun launched us and nobody
+    joined it yet, and left again afterwards (a caller that joined it keeps it)."""
+    joined = init()
+    try:
+        yield
+    finally:
+        if joined:
+            finish()
 
 
 def rank() -> int:
@@ -36,7 +56,8 @@ def world() -> int:
 
 
 def is_main() -> bool:
-    return rank() == 0
+    """Rank 0, also before joining and after leaving the group (from torchrun's RANK)."""
+    return (rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))) == 0
 
 
 def device_name(requested: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from condense.audit import run_audit
-from condense.audit.neighbours import knn
+from condense.neighbours import knn
 from condense.audit.similarity import default_window, ssim_pairs
 from condense.cli import main
 from condense.data import load_dataset
@@ -69,7 +69,7 @@ def test_copies_are_flagged_near_copy_and_noise_is_not(digits, tmp_path):
         assert os.path.getsize(os.path.join(report, png)) > 1000 and f"({png})" in index
     assert json.load(open(os.path.join(report, "audit.json")))["checks"]["memorization"]["settings"]["ssim_window"] == 3
     # the trained feature net is saved; reusing it gives the same feature space
-    weights = os.path.join(report, "memorization_feature_net.pt")
+    weights = os.path.join(report, "memorization_feature_net.h5")
     (again,) = run_audit(copies, "memorization", str(tmp_path / "rep_w"),
                          options={**FEAT, "feature_weights": weights, "feature_epochs": 0})
     with open(tmp_path / "rep_w" / "memorization.csv") as f:
@@ -118,13 +118,16 @@ def test_min_distance_resume_is_bit_exact(tmp_path):
     assert torch.equal(resumed.images, straight.images)
 
 
-def test_min_distance_bad_values():
-    with pytest.raises(CondenseError, match="must be positive"):
-        distill("dm", "digits", 2, iterations=1, min_distance=-1.0, **TINY)
-    with pytest.raises(CondenseError, match="supported by datadam and dm"):
-        distill("dc", "digits", 2, iterations=1, min_distance=1.0, model_args={"width": 8}, device="cpu")
-    with pytest.raises(CondenseError, match="no option 'min_distance'"):
-        distill("random", "digits", 2, min_distance=1.0, device="cpu")
+@pytest.mark.parametrize("d", [-1.0, float("nan"), float("inf")])
+def test_min_distance_bad_values(d):
+    with pytest.raises(CondenseError, match="must be a positive number"):
+        distill("dm", "digits", 2, iterations=1, min_distance=d, **TINY)
+
+
+@pytest.mark.parametrize("method", ["dc", "random", "mtt"])
+def test_min_distance_on_a_method_without_the_defence(method):
+    with pytest.raises(CondenseError, match="supported by datadam, dm, not by"):
+        distill(method, "digits", 2, iterations=1, min_distance=1.0, model_args={"width": 8}, device="cpu")
 
 
 @pytest.fixture
@@ -151,7 +154,7 @@ def _one_sentence(capsys, argv, *needles):
     (["--set", "k=1"], ["k >= 2"]),
     (["--set", "flag_space=colour"], ["flag_space"]),
     (["--set", "ssim_window=4"], ["odd"]),
-    (["--feature-weights", "/nonexistent/w.pt", "--set", "feature_model_args={\"width\": 8}"], ["do not exist"]),
+    (["--feature-weights", "/nonexistent/w.pt", "--set", "feature_model_args={\"width\": 8}"], ["does not exist"]),
 ])
 def test_audit_bad_input_exits_2_with_one_sentence(capsys, digits_set, tmp_path, extra, needles):
     _one_sentence(capsys, ["audit", digits_set, "--report", str(tmp_path / "rep"), "--device", "cpu", "--quiet",
@@ -162,4 +165,4 @@ def test_audit_bad_input_exits_2_with_one_sentence(capsys, digits_set, tmp_path,
 def test_audit_refuses_a_set_whose_shape_does_not_match_its_dataset(capsys, digits, tmp_path):
     bad = make_set(digits, torch.zeros(10, 1, 28, 28), torch.arange(10), str(tmp_path / "shape.h5"))
     _one_sentence(capsys, ["audit", bad, "--report", str(tmp_path / "rep"), "--device", "cpu", "--quiet"],
-                  "another dataset")
+                  "but dataset digits has (1, 8, 8)")

@@ -5,7 +5,8 @@ import torch
 from condense.cli import main
 from condense.errors import CondenseError
 from condense.synth import distill, prepare
-from condense.synth.coresets import herding, kcenter, kmeans
+from condense.neighbours import kmeans_nearest
+from condense.synth.coresets import herding, kcenter
 
 FAST = {"model_args": {"width": 8}, "device": "cpu", "feature_epochs": 1, "max_per_class": 40}
 
@@ -30,7 +31,7 @@ def test_kmeans_takes_the_real_point_nearest_each_centroid():
     g = np.random.default_rng(0)
     blobs = [g.normal(loc, 0.1, size=(20, 2)) for loc in ((0, 0), (10, 0), (0, 10))]
     feats = np.concatenate(blobs).astype(np.float32)
-    picked = kmeans(feats, 3, seed=1)
+    picked = kmeans_nearest(feats, 3, seed=1)
     assert sorted(i // 20 for i in picked) == [0, 1, 2] and len(set(picked)) == 3
     for i in picked:  # each pick is the member nearest its blob's mean (≈ the centroid)
         blob = feats[(i // 20) * 20:(i // 20 + 1) * 20]
@@ -46,9 +47,10 @@ def test_coreset_returns_ipc_real_images_per_class(method):
     assert synth.images.shape[0] == ipc * data.num_classes
     assert torch.equal(torch.bincount(synth.labels, minlength=data.num_classes),
                        torch.full((data.num_classes,), ipc))
-    assert len(set(m.selected.tolist())) == len(m.selected)  # distinct images
-    assert torch.equal(synth.images, data.train_x[m.selected])  # drawn from the real set, untouched
-    assert torch.equal(synth.labels, data.train_y[m.selected])  # with their own labels
+    rows = synth.source_indices
+    assert len(set(rows.tolist())) == len(rows)  # distinct images
+    assert torch.equal(synth.images, data.train_x[rows])  # drawn from the real set, untouched
+    assert torch.equal(synth.labels, data.train_y[rows])  # with their own labels
     again = distill(method, "digits", ipc, **FAST)  # same seed, same picks
     assert torch.equal(again.images, synth.images) and again.method == method
 
@@ -63,10 +65,10 @@ def test_features_from_a_named_network(tmp_path):
     a = distill("herding", "digits", 2, feature_weights=path, **FAST)
     b = distill("herding", "digits", 2, feature_weights=path, **{**FAST, "seed": 5})
     assert torch.equal(a.images, b.images)  # fixed weights: the seed no longer matters
-    with pytest.raises(CondenseError, match="do not exist"):
+    with pytest.raises(CondenseError, match="does not exist"):
         distill("herding", "digits", 2, feature_weights=str(tmp_path / "none.pt"), **FAST)
     torch.save(create_model("ConvNet", 1, 10, (8, 8), width=16).state_dict(), path)
-    with pytest.raises(CondenseError, match="do not fit"):
+    with pytest.raises(CondenseError, match="needs"):
         distill("herding", "digits", 2, feature_weights=path, **FAST)
 
 

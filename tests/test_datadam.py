@@ -3,7 +3,6 @@ import torch
 
 from condense.models import create_model
 from condense.synth import distill, prepare
-from condense.synth.base import make_generator
 from condense.synth.datadam import attention_features, attention_map, datadam_loss
 
 TINY = {"model_args": {"width": 16}, "device": "cpu"}
@@ -39,7 +38,7 @@ def test_batched_loss_equals_per_class_loss():
     method = prepare("datadam", "digits", 2, **DIGITS)
     method.init()
     net = method.ctx.new_model().requires_grad_(False)
-    real_x, real_y = method.ctx.sampler.sample_classes(8, make_generator(1))
+    real_x, real_y = method.ctx.sampler.sample_classes(8, torch.Generator().manual_seed(1))
     syn, syn_y = method.synth.images, method.synth.labels
     sam, mmd = datadam_loss(attention_features(net, real_x, 4.0), real_y, attention_features(net, syn, 4.0), syn_y,
                             10, 0.01, 100.0)

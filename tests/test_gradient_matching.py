@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from condense.errors import CondenseError
 from condense.models import create_model
 from condense.synth import distill, prepare
-from condense.synth.base import build_config, make_generator
+from condense.synth.base import build_config
 from condense.synth.gradient_matching import fix_batchnorm_statistics, layer_distance, match_distance
 
 DIGITS = {"model_args": {"width": 16, "depth": 2}, "device": "cpu"}

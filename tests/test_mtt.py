@@ -62,7 +62,7 @@ def test_recompute_gradient_matches_finite_differences():
     from condense.synth.trajectory import StudentStep, Trajectory
     from torch.func import functional_call
 
-    from condense.experts import ParamLayout
+    from condense.models import ParamLayout
 
     torch.manual_seed(0)
     net = create_model("ConvNet", 1, 3, (8, 8), **WIDTH).double()

@@ -1,7 +1,8 @@
 """The audit interface: a registry of checks, the context they share, and the result they return.
 
 A check is a function ``run(ctx, config) -> CheckResult`` registered under a name together with
-its typed config dataclass. Checks write their PNG/CSV files into ``ctx.out_dir`` (a staging folder:
+its typed config dataclass; importing ``condense.audit`` imports every check module, which fills
+the registry (as timm fills its model registry). Checks write their PNG/CSV files into ``ctx.out_dir`` (a staging folder:
 the runner moves it into place only when every check succeeded) and return tables as Markdown.
 """
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..data.dataset import ImageDataset
+from ..data import ImageDataset
 from ..errors import CondenseError
+from ..seeding import generator, seed_for
 from ..store import SynthSet
 
 
@@ -31,8 +33,12 @@ class AuditContext:
     def path(self, name: str) -> str:
         return os.path.join(self.out_dir, name)
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 7919 + offset)
+    def seed_for(self, draw: int) -> int:
+        """The seed of one of this audit's draws (stream "audit"; ``draw`` names it, e.g. 17 the canaries)."""
+        return seed_for("audit", self.seed, draw)
+
+    def generator(self, draw: int = 0) -> torch.Generator:
+        return generator("audit", self.seed, draw)
 
 
 @dataclass
@@ -66,8 +72,6 @@ def register_check(name: str, config_cls: type, help: str):
 
 
 def get_check(name: str) -> CheckSpec:
-    from . import checks  # noqa: F401  (imports the check modules so they register)
-
     if name not in CHECKS:
         raise CondenseError(f"Unknown audit check '{name}'; choose from: {', '.join(sorted(CHECKS))}.")
     return CHECKS[name]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
+from torch.func import functional_call, jvp, vjp
 
 from ..errors import CondenseError
 
@@ -39,8 +39,6 @@ def max_curvature(model: nn.Module, x: torch.Tensor, iters: int = 30, seed: int 
     along the top direction at lr = 1/λ; an automatic lr of ``fraction/λ`` adapts to N, width and input
     scale. Each iteration is one VJP and one JVP.
     """
-    from torch.func import jvp, vjp
-
     params = {k: v.detach() for k, v in model.named_parameters()}
     f = lambda p: functional_call(model, p, (x,))  # noqa: E731
     out, pullback = vjp(f, params)

@@ -1,4 +1,5 @@
-"""The KKT / NTK reconstruction attack on a trained network (Haim et al. 2022; Loo et al. 2024, METHODS.md §10).
+"""The KKT / NTK reconstruction attack on a trained network (Haim et al. 2022; Loo et al., ICLR 2024; official
+yolky/understanding_reconstruction).
 
 Full-batch gradient descent leaves the parameters at θ_final = θ_init + Σ_t Σ_j Σ_k c_tjk ∇θ f_k^{θ_t}(x_j);
 in the lazy (wide-network) regime ∇θ f^{θ_t} ≈ ∇θ f^{θ_final}, so Δθ ≈ Σ_j Σ_k α_jk ∇θ f_k(x_j) with the

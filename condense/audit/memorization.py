@@ -36,13 +36,16 @@ import torch
 
 from ..errors import CondenseError
 from ..feature_net import feature_network
+from ..figures import new_figure, save_figure
+from ..models import create_model, save_network
+from ..neighbours import NeighbourIndex
 from ..store import SynthSet
+from ..synth.matching import chunked
 from .base import AuditContext, CheckResult, register_check
-from .neighbours import NeighbourIndex
 from .similarity import SSIM_PADDING, default_window, save_pair_grid, ssim_pairs
 
 SPACES = ("pixel", "feature")
-FEATURE_NET_FILE = "memorization_feature_net.pt"  # state_dict of the trained feature network
+FEATURE_NET_FILE = "memorization_feature_net.h5"  # the trained feature network (a network file)
 
 
 @dataclass
@@ -56,7 +59,7 @@ class MemorizationConfig:
     flag_space: str = "pixel"              # pixel | feature | either: which space's flags give the verdict
     feature_model: str = "ConvNet"         # registry model whose embed() is the feature space
     feature_model_args: dict[str, Any] = field(default_factory=dict)  # e.g. {"width": 64}
-    feature_weights: str = ""              # state_dict .pt (weights_only); "" = train briefly on the real set
+    feature_weights: str = ""              # network file or state_dict .pt; "" = train briefly on the real set
     feature_epochs: int = 3
     feature_lr: float = 0.01
     feature_batch: int = 256
@@ -81,14 +84,14 @@ class MemorizationConfig:
 
 
 # ---- pieces --------------------------------------------------------------------------------
-def synthetic_pixels(synth: SynthSet) -> torch.Tensor:
-    """The synthetic images in [0, 1] pixel space (ZCA sets are mapped back through the inverse whitening)."""
+def synthetic_pixels(synth: SynthSet, images: torch.Tensor) -> torch.Tensor:
+    """``images`` of the set (e.g. decoded) in [0, 1] pixel space (ZCA sets go back through the inverse whitening)."""
     if synth.zca_matrix is None:
-        return synth.denormalized()
-    z = synth.images.detach().cpu().reshape(len(synth.images), -1).double()
+        return synth.denormalized(images)
+    z = images.detach().cpu().reshape(len(images), -1).double()
     w = synth.zca_matrix.detach().cpu().double()
     x = torch.linalg.solve(w.T, z.T).T + synth.zca_mean.detach().cpu().double()  # z = (x − m) W
-    return x.float().reshape(synth.images.shape).clamp(0, 1)
+    return x.float().reshape(images.shape).clamp(0, 1)
 
 
 @dataclass
@@ -134,9 +137,6 @@ def flags(percentile, ratio, ssim, cfg: MemorizationConfig) -> tuple[np.ndarray,
 
 
 def _features(cfg: MemorizationConfig, ctx: AuditContext, inputs: list[torch.Tensor]) -> list[np.ndarray]:
-    from ..models import create_model
-    from ..synth.matching import chunked
-
     data = ctx.data
     c, h, w = data.image_shape
 
@@ -153,7 +153,11 @@ def _features(cfg: MemorizationConfig, ctx: AuditContext, inputs: list[torch.Ten
                               epochs=cfg.feature_epochs, lr=cfg.feature_lr, batch=cfg.feature_batch,
                               generator=ctx.generator(1), name=cfg.feature_model)
     if not cfg.feature_weights:  # training dominates the check's cost: keep the net for --feature-weights reuse
-        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, ctx.path(FEATURE_NET_FILE))
+        save_network(ctx.path(FEATURE_NET_FILE), net, architecture=cfg.feature_model,
+                     model_args=cfg.feature_model_args, channels=c, num_classes=data.num_classes, image_size=(h, w),
+                     role="feature", dataset=data.name, dataset_fingerprint=data.fingerprint(),
+                     training={"epochs": cfg.feature_epochs, "lr": cfg.feature_lr, "batch": cfg.feature_batch,
+                               "seed": ctx.seed})
     return [chunked(net.embed, x.to(ctx.device)).float().cpu().numpy() for x in inputs]
 
 
@@ -163,10 +167,11 @@ def _features(cfg: MemorizationConfig, ctx: AuditContext, inputs: list[torch.Ten
 def run(ctx: AuditContext, cfg: MemorizationConfig) -> CheckResult:
     data, synth = ctx.data, ctx.synth
     window = cfg.ssim_window or default_window(*data.image_shape[1:])
-    syn01 = synthetic_pixels(synth)
+    images, targets = synth.decode()  # what a model trained on the set sees
+    syn01 = synthetic_pixels(synth, images)
     train01 = data.denormalize(data.train_x).clamp(0, 1).cpu()
     test01 = data.denormalize(data.test_x).clamp(0, 1).cpu()
-    labels = synth.hard_labels.cpu().numpy()
+    labels = (targets.argmax(1) if targets.dim() == 2 else targets).cpu().numpy()
     train_y = data.train_y.cpu().numpy()
     k = min(cfg.k, len(train01))
 
@@ -269,14 +274,7 @@ def _worst_pairs(fname, ctx, r: SpaceResult, fl, syn01, train01, labels, train_y
 
 
 def _histogram(path, res, cfg) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..store import atomic_write
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = new_figure(1, 2, figsize=(9, 3.2))
     for ax, s in zip(axes, SPACES):
         r = res[s]
         hi = max(r.cal_dist.max(), r.dist[:, 0].max()) * 1.05 + 1e-9
@@ -288,9 +286,7 @@ def _histogram(path, res, cfg) -> None:
         ax.set_xlabel(f"NN1 L2 distance ({s} space)")
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _markdown(res, fl, cal_fl, metrics, near, review, labels, train_y, cfg, window) -> str:

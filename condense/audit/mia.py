@@ -36,11 +36,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..augment import DSA, DSAConfig
+from ..augment import dsa_for
 from ..errors import CondenseError
-from ..eval_train import Labels, train_group
+from ..evaluation import get_protocol, labels_for
+from ..io import write_npz
 from ..models import create_model
-from ..protocol import get_protocol
+from ..seeding import seed_for
+from ..synth import distill
+from ..train import Labels, fit
 from .base import AuditContext, CheckResult, register_check
 from . import mia_attacks as A
 from .mia_stats import summary, write_roc_png
@@ -131,8 +134,6 @@ def _shadow_data(data, canary_idx: np.ndarray, member_row: np.ndarray):
 
 
 def _distil(method: str, synth_config: dict, shadow_data, seed: int, cfg: MIAConfig, device: torch.device):
-    from ..synth import distill
-
     run = synth_config.get("run", {})
     options = dict(synth_config.get("method_config", {}))
     if method != synth_config.get("method"):  # the random-subset baseline: only the size is shared
@@ -150,9 +151,9 @@ def _train_eval_model(x, labels: Labels, data, cfg: MIAConfig, seed: int, lr: fl
     args = cfg.eval_model_args if cfg.eval_model_args is not None else (cfg.model_args or {})
     torch.manual_seed(seed)
     model = create_model(cfg.eval_model, c, data.num_classes, (h, w), **args).to(x.device)
-    dsa = DSA(DSAConfig(strategy=data.dsa_strategy)) if proto.augment == "dsa" else None
-    out = train_group([model], [seed], x, labels, data.test_x, data.test_y, proto, lr, dsa, vectorised=False)[0]
-    return model, float(out["final"])
+    out = fit([model], [torch.Generator().manual_seed(seed)], x, labels, proto.recipe(lr),
+              dsa=dsa_for(data.hflip_safe) if proto.augment == "dsa" else None, test=(data.test_x, data.test_y))
+    return model, float(out[0]["final"])
 
 
 @torch.no_grad()
@@ -164,26 +165,24 @@ def _logits(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> np.nda
 def run_shadow(ctx: AuditContext, cfg: MIAConfig, pipeline: str, s: int, canary_idx: np.ndarray,
                member_row: np.ndarray, pop_x: torch.Tensor) -> dict[str, np.ndarray]:
     """One shadow of one pipeline: its data, its set (if any), its model; returns the model's signals."""
-    from ..evaluator import labels_for
-
     t0 = time.perf_counter()
     data, synth = ctx.data, ctx.synth
     shadow = _shadow_data(data, canary_idx, member_row)
     epochs = cfg.full_epochs if (pipeline == "full" and cfg.full_epochs is not None) else cfg.epochs
     proto = get_protocol(cfg.protocol, epochs=epochs)
-    seed = ctx.seed * 100_003 + s
     out: dict[str, np.ndarray] = {}
     if pipeline == "full":
         x, labels, lr = shadow.train_x, Labels(shadow.train_y), proto.lr
     else:
         method = synth.method if pipeline == "set" else "random"
-        made = _distil(method, synth.config, shadow, (10_000 if pipeline == "set" else 30_000) + seed, cfg, ctx.device)
-        labels, _ = labels_for(made, proto, shadow, ctx.device)
-        x = made.images.detach().to(ctx.device)
+        made = _distil(method, synth.config, shadow, seed_for(f"shadow_{pipeline}", ctx.seed, s), cfg, ctx.device)
+        images, targets = made.decode()
+        labels, _ = labels_for(made, targets, proto, shadow, ctx.device)
+        x = images.detach().to(ctx.device)
         lr = float(made.lr) if (made.lr is not None and proto.use_learned_lr) else proto.lr
         canaries01 = data.denormalize(data.train_x[torch.as_tensor(canary_idx, device=data.train_x.device)])
         out["distance"] = A.distance_scores(canaries01.cpu().numpy(), data.denormalize(x).clamp(0, 1).cpu().numpy())
-    model, acc = _train_eval_model(x, labels, shadow, cfg, 20_000 + seed, lr, proto)
+    model, acc = _train_eval_model(x, labels, shadow, cfg, seed_for("shadow_model", ctx.seed, s), lr, proto)
     out["canary_logits"] = _logits(model, data.train_x[torch.as_tensor(canary_idx, device=data.train_x.device)])
     out["population_logits"] = _logits(model, pop_x)
     out["test_accuracy"] = np.array(acc)
@@ -250,9 +249,7 @@ def _load_or_run(path: str, fn) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     out = fn()
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **out)
-    os.replace(tmp, path)
+    write_npz(path, **out)
     return out
 
 
@@ -268,12 +265,12 @@ def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
     if synth.zca_matrix is not None:
         raise CondenseError("The mia check does not support ZCA-whitened sets yet; audit a set distilled "
                             "without --zca.")
-    rng = np.random.default_rng(ctx.seed * 7919 + 17)
+    rng = np.random.default_rng(ctx.seed_for(17))
     canary_idx = choose_canaries(len(data.train_y), cfg.canaries, rng)
     member = membership(cfg.design, cfg.shadows, len(canary_idx), rng)
     pop_n = min(cfg.population, len(data.test_y))
     # Own stream: the population must not depend on how many membership rows were drawn before it.
-    pop_idx = np.sort(np.random.default_rng(ctx.seed * 7919 + 18).choice(len(data.test_y), size=pop_n, replace=False))
+    pop_idx = np.sort(np.random.default_rng(ctx.seed_for(18)).choice(len(data.test_y), size=pop_n, replace=False))
     pop_x = data.test_x[torch.as_tensor(pop_idx, device=data.test_x.device)]
     canary_y = data.train_y.cpu().numpy()[canary_idx]
     pop_y = data.test_y.cpu().numpy()[pop_idx]

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.special import logsumexp
 
+from ..neighbours import nearest_distance
 from .mia_stats import auc
 
 
@@ -170,7 +171,5 @@ def loss_scores(logprob_true: np.ndarray) -> np.ndarray:
 
 
 def distance_scores(canaries: np.ndarray, released: np.ndarray) -> np.ndarray:
-    """−min L2 distance from each canary (C, ...) to the released images (N, ...); exact (neighbours.py)."""
-    from .neighbours import nearest_distance
-
+    """−min L2 distance from each canary (C, ...) to the released images (N, ...); exact."""
     return -nearest_distance(canaries, released)

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as _st
 
+from ..figures import new_figure, save_figure
+
 
 def roc_curve(scores: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) at every distinct score, from (0, 0) to (1, 1); predict member when score >= t.
@@ -91,12 +93,7 @@ def summary(scores: np.ndarray, member: np.ndarray, fprs: Sequence[float] = (0.0
 
 def write_roc_png(path: str, curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "") -> None:
     """Log-log ROC of several attacks, with the chance diagonal; ``curves`` = [(label, scores, member)]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=110)
+    fig, ax = new_figure(figsize=(5.2, 4.6))
     floor = 1.0
     for label, scores, member in curves:
         fpr, tpr, _ = roc_curve(scores, member)
@@ -117,5 +114,4 @@ def write_roc_png(path: str, curves: Sequence[tuple[str, np.ndarray, np.ndarray]
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.92)  # tight_layout: ~1.5 s per plot on log axes
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)

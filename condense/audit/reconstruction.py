@@ -27,8 +27,10 @@ from ..errors import CondenseError
 from .base import AuditContext, CheckResult, register_check
 from .gd_target import LOSSES, max_curvature, train_full_batch
 from .kkt import KKTConfig, reconstruct
+from ..models import create_model
+from ..neighbours import knn
 from .matching import Matching, greedy_match, pairwise_l2
-from .neighbours import knn
+from .memorization import synthetic_pixels
 from .ntk_mlp import NTKMLP
 from .similarity import default_window, save_pair_grid, ssim_pairs
 
@@ -163,8 +165,6 @@ def balanced_subset(labels: torch.Tensor, num_classes: int, size: int, gen: torc
 
 
 def build_target(cfg: ReconstructionConfig, image_shape: tuple[int, ...], num_classes: int, seed: int):
-    from ..models import create_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if cfg.target_model == "ntk":
@@ -186,7 +186,7 @@ class AttackRun:
 def attack_target(ctx: AuditContext, cfg: ReconstructionConfig, name: str, x: torch.Tensor, labels: torch.Tensor,
                   box: tuple[torch.Tensor, torch.Tensor], offset: int) -> AttackRun:
     data = ctx.data
-    model = build_target(cfg, data.image_shape, data.num_classes, ctx.seed * 7919 + offset).to(ctx.device)
+    model = build_target(cfg, data.image_shape, data.num_classes, ctx.seed_for(offset)).to(ctx.device)
     x = x.to(ctx.device)
     lr = cfg.target_lr or 1.0 / max_curvature(model, x)
     ctx.log(f"reconstruction/{name}: training a width-{cfg.target_width} {cfg.target_model} MLP on {len(x)} "
@@ -224,14 +224,15 @@ def run(ctx: AuditContext, cfg: ReconstructionConfig) -> CheckResult:
         raise CondenseError("The reconstruction check does not support ZCA-whitened sets (images are not in "
                             "pixel space).")
     window = cfg.ssim_window or default_window(*data.image_shape[1:])
-    n_set = len(synth.images)
+    images, targets = synth.decode()  # the released set as a model trained on it sees it
+    n_set = len(images)
     real_size = cfg.real_size or n_set
     if real_size > len(data.train_y):
         raise CondenseError(f"real_size {real_size} exceeds the {len(data.train_y)} real training images.")
     box = (data.normalize(torch.zeros(1, data.channels, 1, 1))[0], data.normalize(torch.ones(1, data.channels, 1, 1))[0])
     train01 = data.denormalize(data.train_x.cpu()).clamp(0, 1)
     test01 = data.denormalize(data.test_x.cpu()).clamp(0, 1)
-    syn01 = synth.denormalized()
+    syn01 = synthetic_pixels(synth, images)
 
     def chance(n: int, offset: int) -> torch.Tensor:
         """``n`` held-out real images (class-balanced): the 'reconstructions' of an attack that learnt nothing."""
@@ -262,7 +263,7 @@ def run(ctx: AuditContext, cfg: ReconstructionConfig) -> CheckResult:
                        f"any chance match")
             title = f"Target (a): MLP trained on {real_size} real training images"
         else:
-            run_ = attack_target(ctx, cfg, name, synth.images.detach(), synth.labels.detach(), box, offset)
+            run_ = attack_target(ctx, cfg, name, images.detach(), targets.detach(), box, offset)
             m = len(run_.rec01)
             sc_syn = score(run_.rec01, syn01, cfg, window)
             sc_real = score(run_.rec01, train01, cfg, window)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from kornia.metrics import ssim
+
+from ..figures import new_figure, save_figure
 
 SSIM_PADDING = "valid"
 
@@ -25,8 +28,6 @@ def default_window(height: int, width: int) -> int:
 
 def ssim_pairs(a: torch.Tensor, b: torch.Tensor, window: Optional[int] = None, chunk: int = 256) -> torch.Tensor:
     """Mean SSIM of each pair (a[i], b[i]); both (N, C, H, W) in [0, 1]. Returns (N,) float32 on CPU."""
-    from kornia.metrics import ssim
-
     if a.shape != b.shape:
         raise ValueError(f"SSIM pairs need equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     window = window or default_window(*a.shape[-2:])
@@ -45,17 +46,10 @@ def save_pair_grid(left: torch.Tensor, right: torch.Tensor, path: str, captions:
     Images are (N, C, H, W) in [0, 1]; grey images use a grey colour map with a fixed [0, 1] range,
     so a copy looks like a copy (no per-image contrast stretch).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..store import atomic_write
-
     n = left.shape[0]
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(2 * ncols * 1.3, nrows * 1.6), squeeze=False)
+    fig, axes = new_figure(nrows, 2 * ncols, figsize=(2 * ncols * 1.3, nrows * 1.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
@@ -72,7 +66,4 @@ def save_pair_grid(left: torch.Tensor, right: torch.Tensor, path: str, captions:
         if i < len(captions):
             axes[r, 2 * c].text(1.05, -0.08, captions[i], transform=axes[r, 2 * c].transAxes, ha="center",
                                 va="top", fontsize=6)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -3,35 +3,36 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
+from .. import dist
 from ..data import ImageDataset, RealSampler, load_dataset
 from ..device import resolve_device
 from ..errors import CondenseError
 from ..store import SynthSet
-from . import coresets, datadam, dm, gradient_matching, random_subset  # noqa: F401  (register the methods)
-from . import mtt  # noqa: F401  (trajectory matching, needs an expert buffer)
-from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, get_method, list_methods,
-                   register_method)
+from . import coresets, datadam, dm, gradient_matching, mtt, random_subset  # noqa: F401  (register the methods)
+from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, check_capabilities, drop_retired,
+                   get_method, list_methods, register_method)
 from .driver import DriverOptions, checkpoint_path, run
 
 __all__ = ["distill", "prepare", "list_methods", "get_method", "register_method", "Synthesizer",
            "MethodConfig", "RunConfig", "RunContext", "DriverOptions", "checkpoint_path"]
 
 
-def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *, data_root: Optional[str] = None,
-            model: str = "ConvNet", model_args: Optional[dict[str, Any]] = None, seed: int = 0,
-            device: str = "auto", max_per_class: Optional[int] = None, **method_options: Any) -> Synthesizer:
+def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *,
+            data_root: Optional[str] = None, model: str = "ConvNet", model_args: Optional[dict[str, Any]] = None,
+            seed: int = 0, device: str = "auto", max_per_class: Optional[int] = None, preset: Optional[str] = None,
+            **method_options: Any) -> Synthesizer:
     """Validate the request, load the data and build the method, ready for the driver.
 
-    ``dataset`` is a registry name or an already loaded ImageDataset (benchmarks, notebooks).
+    ``dataset`` is a registry name or an already loaded ImageDataset (benchmarks, notebooks, audits).
+    ``preset`` names a bundle of options (e.g. ``ast`` for mtt); explicit options win over it.
     """
     cls = get_method(method)
     name = dataset.name if isinstance(dataset, ImageDataset) else dataset
-    if method_options.get("flip") and not cls.supports_flip:
-        raise CondenseError(f"--flip is not supported by method '{method}'; it works with: "
-                            f"{', '.join(m for m in list_methods() if get_method(m).supports_flip)}.")
+    method_options = drop_retired(method, method_options)
+    check_capabilities(cls, method_options, dist.world())
     if ipc < 1:
         raise CondenseError(f"IPC must be a positive number of images per class, got {ipc}.")
-    cfg = build_config(method, name, ipc, method_options)
+    cfg = build_config(method, name, ipc, method_options, preset)
     if cls.iterative and cfg.iterations < 1:
         raise CondenseError(f"Iterations must be a positive number, got {cfg.iterations}.")
     dev = resolve_device(device)
@@ -49,16 +50,18 @@ def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", i
     return cls(cfg, ctx)
 
 
-def distill(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *, out: Optional[str] = None,
-            resume: bool = False, quiet: bool = True, checkpoint_every: int = 25, on_step=None,
-            **options: Any) -> SynthSet:
+def distill(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *,
+            out: Optional[str] = None, resume: bool = False, quiet: bool = True, checkpoint_every: int = 25,
+            on_step=None, device: str = "auto", **options: Any) -> SynthSet:
     """Distil ``dataset`` into ``ipc`` images per class with ``method``; returns the SynthSet.
 
-    ``options`` are run options (data_root, model, model_args, seed, device, max_per_class) and
-    method hyper-parameters (e.g. iterations, lr_img, batch_real, init, flip). With ``out`` the
-    set is saved there and checkpoints go beside it, so ``resume=True`` continues a killed run.
+    ``options`` are run options (data_root, model, model_args, seed, max_per_class, preset) and method
+    hyper-parameters (e.g. iterations, lr_img, batch_real, init, flip). With ``out`` the set is saved
+    there and checkpoints go beside it, so ``resume=True`` continues a killed run. Under torchrun,
+    dm and datadam shard classes across the ranks and rank 0 writes the file.
     """
-    synthesizer = prepare(method, dataset, ipc, **options)
-    iterations = synthesizer.cfg.iterations
-    return run(synthesizer, iterations, DriverOptions(out=out, checkpoint_every=checkpoint_every, resume=resume,
-                                                      quiet=quiet, on_step=on_step))
+    with dist.session():
+        synthesizer = prepare(method, dataset, ipc, device=dist.device_name(device), **options)
+        return run(synthesizer, synthesizer.cfg.iterations,
+                   DriverOptions(out=out, checkpoint_every=checkpoint_every, resume=resume, quiet=quiet,
+                                 on_step=on_step))

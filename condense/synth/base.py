@@ -1,13 +1,16 @@
-"""The synthesizer interface, its registry, and the shared run context.
+"""The synthesizer interface, its registry, the shared run context, and every capability check.
 
-Every method is a class with the same small surface (DESIGN.md): it is built from a typed
-config dataclass, ``init`` makes the starting SynthSet, ``step`` runs one outer iteration and
-returns losses, and ``state_dict``/``load_state_dict`` carry what resume needs. The driver owns
-the loop, files, progress and guards; methods never write files.
+Every method is a class with the same small surface: it is built from a typed config dataclass,
+``init`` makes the starting SynthSet, ``step`` runs one outer iteration and returns losses, and
+``state_dict``/``load_state_dict`` carry what resume needs. The driver owns the loop, files,
+progress and guards; methods never write files. What a method can do is declared on its class
+(``supports_flip``, ``shards_classes``, the min-distance config mixin) and checked in one place,
+``check_capabilities``, before any data is loaded.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
@@ -15,7 +18,10 @@ import torch
 
 from ..data import ImageDataset, RealSampler
 from ..errors import CondenseError
+from ..models import create_model
 from ..store import SynthSet
+from .defence import MinDistanceConfig
+from .presets import named_preset, preset_for
 
 
 @dataclass
@@ -41,11 +47,9 @@ class RunContext:
     device: torch.device
 
     def new_model(self, name: Optional[str] = None, **overrides) -> torch.nn.Module:
-        from ..models import create_model
-
-        args = {**self.run.model_args, **overrides}
         c, h, w = self.dataset.image_shape
-        return create_model(name or self.run.model, c, self.dataset.num_classes, (h, w), **args).to(self.device)
+        return create_model(name or self.run.model, c, self.dataset.num_classes, (h, w),
+                            **{**self.run.model_args, **overrides}).to(self.device)
 
 
 @dataclass
@@ -55,29 +59,23 @@ class MethodConfig:
     iterations: int = 0
 
 
-def iteration_seed(seed: int, iteration: int) -> int:
-    """Independent, reproducible seed per iteration, so a resumed run replays the same draws."""
-    return (seed * 1_000_003 + iteration * 7_919 + 12_345) % (2**62)
-
-
-def make_generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 class Synthesizer:
     """Base class: subclasses set ``name``, ``config_cls`` and implement ``init``/``step``."""
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
-    iterative: ClassVar[bool] = True  # False for coresets: init is the whole job
-    supports_flip: ClassVar[bool] = False
+    iterative: ClassVar[bool] = True        # False for coresets: init is the whole job
+    supports_flip: ClassVar[bool] = False   # the FYI flip plug-in
     shards_classes: ClassVar[bool] = False  # under torchrun each rank may optimise its own classes
-    supports_min_distance: ClassVar[bool] = False  # the step honours the min-distance defence (defence.py)
 
     def __init__(self, cfg: Any, ctx: RunContext):
         self.cfg = cfg
         self.ctx = ctx
         self.synth: Optional[SynthSet] = None
+
+    @classmethod
+    def supports_min_distance(cls) -> bool:
+        return issubclass(cls.config_cls, MinDistanceConfig)
 
     def init(self) -> SynthSet:
         raise NotImplementedError
@@ -94,12 +92,12 @@ class Synthesizer:
     def sync(self) -> None:
         """Bring every rank's share of the set (and optimiser state) to all ranks; no-op by default."""
 
-    # helpers shared by methods -------------------------------------------------------------
     def new_synthset(self, images: torch.Tensor, labels: torch.Tensor, **extra) -> SynthSet:
         ds, run = self.ctx.dataset, self.ctx.run
         return SynthSet(images=images, labels=labels, dataset=ds.name, num_classes=ds.num_classes,
                         class_names=list(ds.class_names), mean=tuple(ds.mean), std=tuple(ds.std),
-                        method=self.name, config=resolved_config(self), seed=run.seed, **extra)
+                        method=self.name, config=resolved_config(self), seed=run.seed,
+                        dataset_fingerprint=ds.fingerprint(), **extra)
 
 
 def resolved_config(method: Synthesizer) -> dict[str, Any]:
@@ -120,23 +118,43 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def methods_with(flag: str) -> list[str]:
-    """Registered methods whose class sets the boolean ``flag`` (e.g. ``supports_min_distance``)."""
-    return sorted(name for name, cls in _METHODS.items() if getattr(cls, flag))
-
-
 def get_method(name: str) -> type[Synthesizer]:
     if name not in _METHODS:
         raise CondenseError(f"Unknown method '{name}'; choose one of: {', '.join(list_methods())}.")
     return _METHODS[name]
 
 
-def build_config(method: str, dataset: str, ipc: int, overrides: dict[str, Any]) -> Any:
-    """Method config = dataclass defaults <- preset table row for (dataset, ipc) <- user overrides."""
-    from .presets import preset_for
+def check_capabilities(cls: type[Synthesizer], options: dict[str, Any], world: int) -> None:
+    """Refuse, in one sentence, a request the method cannot honour."""
+    def able(test: Callable[[type[Synthesizer]], bool]) -> str:
+        return ", ".join(m for m in list_methods() if test(_METHODS[m]))
 
+    if options.get("flip") and not cls.supports_flip:
+        raise CondenseError(f"--flip is not supported by method '{cls.name}'; it works with: "
+                            f"{able(lambda m: m.supports_flip)}.")
+    if options.get("min_distance") is not None and not cls.supports_min_distance():
+        raise CondenseError(f"--min-distance is supported by {able(lambda m: m.supports_min_distance())}, "
+                            f"not by '{cls.name}'.")
+    if world > 1 and not cls.shards_classes:
+        raise CondenseError(f"Method '{cls.name}' cannot be sharded across torchrun ranks; run it in one process "
+                            f"({able(lambda m: m.shards_classes)} shard classes).")
+
+
+# Options a stored config may carry from an earlier version, at the value that meant "off".
+RETIRED_OPTIONS = {"min_distance": 0.0, "min_distance_weight": 50.0}  # dc/dsa configs before the mixin
+
+
+def drop_retired(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without retired options the method no longer has, when they hold their "off" value."""
+    known = {f.name for f in dataclasses.fields(get_method(method).config_cls)}
+    return {k: v for k, v in options.items() if k in known or RETIRED_OPTIONS.get(k, math.nan) != v}
+
+
+def build_config(method: str, dataset: str, ipc: int, overrides: dict[str, Any], preset: Optional[str] = None) -> Any:
+    """Method config = dataclass defaults <- preset table row for (dataset, ipc) <- named ``preset`` <- overrides."""
     cls = get_method(method).config_cls
-    values = {**preset_for(method, dataset, ipc), **{k: v for k, v in overrides.items() if v is not None}}
+    values = {**preset_for(method, dataset, ipc), **(named_preset(method, preset) if preset else {}),
+              **{k: v for k, v in overrides.items() if v is not None}}
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

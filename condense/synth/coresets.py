@@ -6,7 +6,7 @@
   take the point farthest from everything picked so far.
 - ``kmeans``: k-means with k = IPC per class, then the real image nearest each centroid.
 
-Distances and clustering run on faiss (exact ``IndexFlatL2``; ``faiss.Kmeans``). Features are
+Distances and clustering run on faiss (``condense.neighbours``). Features are
 the ``embed`` output of a network: the one the user names (``feature_model`` plus optional
 ``feature_weights``), else the run's model trained briefly on the real training set.
 """
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import torch
 
 from ..feature_net import feature_network
-from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
+from ..neighbours import flat_l2_index, kmeans_nearest
+from ..seeding import generator, int31, seed_for
+from .base import MethodConfig, Synthesizer, register_method
 from .matching import chunked
 
 
@@ -39,15 +40,9 @@ class KMeansConfig(CoresetConfig):
 
 
 # ---- selection rules on one class's features (float32, n × d); return local indices --------------
-def _flat_index(feats: np.ndarray) -> faiss.IndexFlatL2:
-    index = faiss.IndexFlatL2(feats.shape[1])
-    index.add(feats)
-    return index
-
-
 def herding(feats: np.ndarray, k: int) -> list[int]:
     feats = np.ascontiguousarray(feats, dtype=np.float32)
-    index, mu = _flat_index(feats), feats.mean(0, dtype=np.float64)
+    index, mu = flat_l2_index(feats), feats.mean(0, dtype=np.float64)
     picked: list[int] = []
     total = np.zeros(feats.shape[1], dtype=np.float64)
     for t in range(1, k + 1):
@@ -62,7 +57,7 @@ def herding(feats: np.ndarray, k: int) -> list[int]:
 def kcenter(feats: np.ndarray, k: int) -> list[int]:
     feats = np.ascontiguousarray(feats, dtype=np.float32)
     n = len(feats)
-    index = _flat_index(feats)
+    index = flat_l2_index(feats)
     _, first = index.search(feats.mean(0, keepdims=True).astype(np.float32), 1)
     picked = [int(first[0, 0])]
     min_dist = np.full(n, np.inf, dtype=np.float64)
@@ -75,18 +70,6 @@ def kcenter(feats: np.ndarray, k: int) -> list[int]:
         picked.append(int(np.argmax(min_dist)))
 
 
-def kmeans(feats: np.ndarray, k: int, seed: int = 0, iters: int = 25) -> list[int]:
-    feats = np.ascontiguousarray(feats, dtype=np.float32)
-    km = faiss.Kmeans(feats.shape[1], k, niter=iters, seed=seed, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=1 << 30)
-    km.train(feats)
-    _, nearest = _flat_index(feats).search(km.centroids, min(k, len(feats)))
-    picked: list[int] = []
-    for row in nearest:  # distinct images: a centroid whose nearest is taken gets its next nearest
-        picked.append(next(int(j) for j in row if j not in picked))
-    return picked
-
-
 # ---- the methods ---------------------------------------------------------------------------------
 class Coreset(Synthesizer):
     iterative = False
@@ -96,14 +79,14 @@ class Coreset(Synthesizer):
 
     def feature_network(self) -> torch.nn.Module:
         ctx, cfg = self.ctx, self.cfg
-        gen = make_generator(iteration_seed(ctx.run.seed, -2))
         return feature_network(lambda: ctx.new_model(cfg.feature_model or None), ctx.dataset.train_x,
                                ctx.dataset.train_y, weights=cfg.feature_weights, epochs=cfg.feature_epochs,
-                               lr=cfg.feature_lr, batch=cfg.feature_batch, generator=gen, name=cfg.feature_model)
+                               lr=cfg.feature_lr, batch=cfg.feature_batch,
+                               generator=generator("iteration", ctx.run.seed, -2), name=cfg.feature_model)
 
     def init(self):
         ctx = self.ctx
-        seed = iteration_seed(ctx.run.seed, -1)
+        seed = seed_for("iteration", ctx.run.seed, -1)
         with torch.random.fork_rng(devices=[]):  # the feature net's init is reproducible from the seed
             torch.manual_seed(seed)
             net = self.feature_network()
@@ -112,12 +95,11 @@ class Coreset(Synthesizer):
         chosen = []
         for c in range(ctx.dataset.num_classes):
             members = torch.nonzero(labels == c).squeeze(1)
-            local = self.select(feats[members.numpy()], ctx.run.ipc, seed % (2**31) + c)
+            local = self.select(feats[members.numpy()], ctx.run.ipc, int31(seed) + c)
             chosen.append(members[torch.tensor(local, dtype=torch.long)])
         index = torch.cat(chosen).to(ctx.dataset.train_x.device)
-        images = ctx.dataset.train_x[index].detach().clone()
-        self.selected = index  # positions in the real training set (tests, audits)
-        self.synth = self.new_synthset(images, ctx.dataset.train_y[index].clone())
+        self.synth = self.new_synthset(ctx.dataset.train_x[index].detach().clone(), ctx.dataset.train_y[index].clone(),
+                                       source_indices=index.cpu())
         return self.synth
 
 
@@ -145,4 +127,4 @@ class KMeans(Coreset):
     config_cls = KMeansConfig
 
     def select(self, feats, k, seed):
-        return kmeans(feats, k, seed, self.cfg.kmeans_iters)
+        return kmeans_nearest(feats, k, seed, self.cfg.kmeans_iters)

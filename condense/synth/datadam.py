@@ -1,4 +1,4 @@
-"""DataDAM: attention matching (Sajedi, Khaki et al., ICCV 2023; METHODS.md §3).
+"""DataDAM: attention matching (Sajedi, Khaki et al., ICCV 2023; official DataDistillation/DataDAM).
 
 Per iteration a fresh, frozen random ConvNet; per class, match the batch-mean spatial
 attention map of every block's activation except the last (SAM term) and the mean final
@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from ..errors import CondenseError
 from .base import register_method
-from .dm import DMConfig, PixelSynthesizer
+from .dm import DMConfig
 from .matching import chunked, class_means
+from .pixel import PixelSynthesizer
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The ``min_distance`` defence: keep every synthetic image at least d (L2, [0, 1] pixel space) from every
-real training image (METHODS.md §10, Loo et al.).
+real training image (Loo et al., ICLR 2024; official yolky/understanding_reconstruction).
 
 Two parts, both in the pixel space the memorization audit measures (denormalised images, D = C·H·W):
 
@@ -21,23 +21,40 @@ random numbers, so resumed runs stay bit-exact.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
 import numpy as np
 import torch
 
 from ..data import ImageDataset
 from ..errors import CondenseError
+from ..neighbours import NeighbourIndex
 
 MARGIN = 1e-3       # relative slack so float32 round trips cannot undo the bound
 MAX_ROUNDS = 50
 CANDIDATES = 4      # exact distances over faiss's top candidates (float32 ranking near-ties)
 
 
-class MinDistance:
-    def __init__(self, dataset: ImageDataset, distance: float, weight: float = 50.0):
-        from ..audit.neighbours import NeighbourIndex
+@dataclass
+class MinDistanceConfig:
+    """Mixin for the configs of methods whose image step honours the defence (``PixelSynthesizer.descend``)."""
 
-        if distance <= 0:
-            raise CondenseError(f"min_distance must be positive to enable the defence, got {distance}.")
+    min_distance: float = 0.0          # every image ≥ d (L2, [0, 1] pixels) from all real training images; 0 = off
+    min_distance_weight: float = 50.0  # weight of the penalty 50·mean((d − min(d, d_i))²) (Loo et al. code)
+
+
+class MinDistance:
+    @classmethod
+    def of(cls, cfg: Any, dataset: ImageDataset) -> Optional["MinDistance"]:
+        """The defence a method config asks for, or None (off, or a method without the mixin)."""
+        d = getattr(cfg, "min_distance", 0.0)
+        return cls(dataset, d, cfg.min_distance_weight) if d else None
+
+    def __init__(self, dataset: ImageDataset, distance: float, weight: float = 50.0):
+        if not (math.isfinite(distance) and distance > 0):
+            raise CondenseError(f"min_distance must be a positive number to enable the defence, got {distance}.")
         self.data, self.d, self.weight = dataset, float(distance), float(weight)
         self.real = dataset.denormalize(dataset.train_x).detach().float()
         self.index = NeighbourIndex(self.real)

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import dist
 from ..errors import CondenseError
-from ..store import SynthSet, atomic_write
-from .base import OnStep, Synthesizer, iteration_seed
+from ..io import atomic_write
+from ..seeding import seed_for
+from ..store import SynthSet
+from .base import OnStep, Synthesizer
 
 CHECKPOINT_FORMAT = 1
 
@@ -90,10 +93,7 @@ def _finite(stats: dict[str, float], synth: SynthSet) -> bool:
     return all(bool(torch.isfinite(t.detach()).all()) for t in tensors)
 
 
-def _progress(quiet: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
+def _progress(quiet: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
                     TimeRemainingColumn(), disable=quiet, transient=False)
@@ -101,9 +101,6 @@ def _progress(quiet: bool):
 
 def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSet:
     """Initialise, iterate with checkpoints and guards, and save the final set (atomically)."""
-    if dist.world() > 1 and not method.shards_classes:
-        raise CondenseError(f"Method '{method.name}' cannot be sharded across torchrun ranks; run it in one "
-                            "process (dm and datadam shard classes).")
     synth = method.init()
     method.synth = synth
     ckpt = checkpoint_path(options.out) if options.out else None
@@ -122,7 +119,7 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
         with _progress(options.quiet or not dist.is_main()) as bar:
             task = bar.add_task(method.name, total=iterations, completed=start, loss="-")
             for it in range(start, iterations):
-                torch.manual_seed(iteration_seed(synth.seed, it))
+                torch.manual_seed(seed_for("iteration", synth.seed, it))
                 t0 = time.perf_counter()
                 stats = dist.sum_stats(method.step(it))  # per-rank loss shares -> the total
                 stats["seconds"] = time.perf_counter() - t0

@@ -1,4 +1,5 @@
-"""Gradient matching: DC (Zhao, Mopuri & Bilen 2021) and DSA (Zhao & Bilen 2021); METHODS.md §1.
+"""Gradient matching: DC (Zhao, Mopuri & Bilen, ICLR 2021) and DSA (Zhao & Bilen, ICML 2021); official
+VICO-UoE/DatasetCondensation ``main.py``.
 
 Per outer iteration a fresh network; ``outer_loop`` times: match, class by class, the gradient
 of the CE loss on a real batch with the gradient on the synthetic images of that class, take one
@@ -22,17 +23,19 @@ from torch.func import functional_call, grad, vmap
 
 from ..augment import class_siamese
 from ..errors import CondenseError
-from ..models import has_batchnorm
-from .base import iteration_seed, make_generator, register_method
-from .dm import DMConfig, PixelSynthesizer
+from ..models import batchnorm_layers
+from ..seeding import generator
+from ..train import Labels, TrainRecipe, fit
+from .base import register_method
+from .pixel import PixelConfig, PixelSynthesizer
 
 DISTANCES = ("ours", "mse", "cos")
 _EPS = 1e-6  # official denominator guard in the cosine
 
 
 @dataclass
-class DCConfig(DMConfig):
-    """DM's pixel-learning fields with DC's defaults, plus the inner loop and the distance."""
+class DCConfig(PixelConfig):
+    """The pixel-learning fields with DC's defaults, plus the inner loop and the distance."""
 
     iterations: int = 100
     lr_img: float = 0.1
@@ -79,14 +82,12 @@ def fix_batchnorm_statistics(net: torch.nn.Module, real_x: torch.Tensor) -> None
     net.train()
     with torch.no_grad():
         net(real_x)
-    for m in net.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for m in batchnorm_layers(net):
+        m.eval()
 
 
 class GradientMatching(PixelSynthesizer):
     shards_classes = False  # the inner network trains on every class's images: no independent shares
-    supports_min_distance = False  # its own update loop (step) bypasses descend(), where the defence acts
 
     def init(self):
         cfg = self.cfg
@@ -139,28 +140,20 @@ class GradientMatching(PixelSynthesizer):
         g_syn = list(g_syn.values())
         return sum(match_distance([g[c] for g in g_syn], g_real[c], cfg.distance) for c in range(k))
 
-    def train_inner(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
-        """``inner_loop`` epochs of plain SGD on the (detached) synthetic set, DSA if enabled."""
+    def train_inner(self, net: torch.nn.Module, gen: torch.Generator) -> None:
+        """``inner_loop`` epochs of plain SGD (no momentum: a fresh optimiser per call loses no state) on the
+        detached synthetic set, DSA if enabled."""
         cfg = self.cfg
         x, y = self.synthetic_batch()
-        x, y = x.detach(), y
-        net.train()
-        for _ in range(cfg.inner_loop):
-            order = torch.randperm(len(x), generator=gen).to(x.device)
-            for idx in order.split(cfg.batch_train):
-                xb = self.dsa(x[idx], gen) if cfg.dsa else x[idx]
-                loss = F.cross_entropy(net(xb), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        fit([net], [gen], x.detach(), Labels(y), TrainRecipe(epochs=cfg.inner_loop, batch_size=cfg.batch_train,
+                                                            lr=cfg.lr_net), dsa=self.dsa if cfg.dsa else None)
 
     def step(self, it):
         ctx, cfg = self.ctx, self.cfg
-        gen = make_generator(iteration_seed(ctx.run.seed, it))
+        gen = generator("iteration", ctx.run.seed, it)
         net = ctx.new_model()
         net.train()
-        net_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
-        batchnorm = has_batchnorm(net)
+        batchnorm = bool(batchnorm_layers(net))
         losses = []
         for ol in range(cfg.outer_loop):
             if batchnorm:
@@ -171,7 +164,7 @@ class GradientMatching(PixelSynthesizer):
             self.optimizer.step()
             losses.append(loss.item())
             if ol < cfg.outer_loop - 1:
-                self.train_inner(net, net_opt, gen)
+                self.train_inner(net, gen)
         return {"loss": sum(losses) / len(losses), "first_loss": losses[0]}
 
 

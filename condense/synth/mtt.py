@@ -1,4 +1,5 @@
-"""MTT (Cazenavette et al. 2022) with the AST options (Shen et al. 2023), METHODS.md §4-5.
+"""MTT (Cazenavette et al., CVPR 2022; official mtt-distillation ``distill.py``) with the AST options
+(Shen et al. 2023; official AST-Alignment-with-Smooth-Expert).
 
 Each iteration samples an expert and a start epoch t ∈ [0, max_start_epoch−1], runs ``syn_steps``
 student SGD steps from θ*_t on DSA-augmented minibatches of the synthetic set, and matches
@@ -19,12 +20,14 @@ from typing import Optional
 import torch
 from torch.func import functional_call
 
-from ..augment import DSA, DSAConfig
-from ..data import RealSampler
+from ..augment import dsa_for
+from ..data import RealSampler, zca_dataset
 from ..errors import CondenseError
-from ..experts import ExpertBuffer, ParamLayout
-from ..models.registry import has_batchnorm
-from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
+from ..experts import ExpertBuffer
+from ..models import ParamLayout, has_batchnorm
+from ..neighbours import kmeans_nearest
+from ..seeding import generator
+from .base import MethodConfig, Synthesizer, register_method
 from .init import initial_images
 from .matching import chunked
 from .trajectory import GRAD_MODES, StudentStep, Trajectory, recompute_grads, unrolled_loss
@@ -117,21 +120,18 @@ class MTT(Synthesizer):
             raise CondenseError(f"The experts in {cfg.experts} have other parameter shapes than {ctx.run.model}.")
         self.data, zca = ctx.dataset, buf.zca
         if zca is not None:  # real images (init, k-means) must live in the experts' ZCA space too
-            from ..zca import zca_dataset
-
             self.data = zca_dataset(ctx.dataset, zca[0].to(ctx.device), zca[1].to(ctx.device))
         sampler = RealSampler(self.data, ctx.device)
-        gen = make_generator(iteration_seed(ctx.run.seed, -1))
+        gen = generator("iteration", ctx.run.seed, -1)
         if cfg.init == "kmeans":
             images, labels = self._representative_init(gen)
         else:
-            images, labels = initial_images(sampler, self.data.num_classes, ctx.run.ipc, cfg.init, gen, ctx.device)
+            images, labels, _ = initial_images(sampler, self.data.num_classes, ctx.run.ipc, cfg.init, gen, ctx.device)
         images.requires_grad_(True)
         alpha = torch.tensor(cfg.lr_teacher, device=ctx.device).requires_grad_(True)
         self.opt_img = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum)
         self.opt_lr = torch.optim.SGD([alpha], lr=cfg.lr_lr, momentum=cfg.momentum)
-        strategy = self.data.dsa_strategy
-        self.dsa = DSA(DSAConfig(strategy=strategy, flip_first=cfg.flip and "flip" in strategy)) if cfg.dsa else None
+        self.dsa = dsa_for(self.data.hflip_safe, flip_first=cfg.flip) if cfg.dsa else None
         extra = {"zca_matrix": zca[0].clone(), "zca_mean": zca[1].clone()} if zca is not None else {}
         self.synth = self.new_synthset(images, labels, lr=alpha, **extra)
         return self.synth
@@ -140,29 +140,16 @@ class MTT(Synthesizer):
         return functional_call(self.net, self.layout.unflatten(theta), (x,))
 
     def _representative_init(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """AST: k-means (faiss, K = IPC) on a trained expert's logits per class; nearest real image per centroid."""
-        import faiss
-        import numpy as np
-
+        """AST: k-means (K = IPC) on a trained expert's logits per class; the distinct real image nearest each
+        centroid (the coresets' k-means rule)."""
         ipc, data = self.ctx.run.ipc, self.data
         expert = int(torch.randint(len(self.buffer), (1,), generator=gen))
         theta = self.buffer.rows(expert, self.buffer.epochs, self.buffer.epochs + 1)[0].to(self.ctx.device)
         images, labels = [], []
         for c in range(data.num_classes):
             xc = data.train_x[data.train_y == c]
-            logits = chunked(lambda x: self.student_forward(theta, x), xc).float().cpu().numpy()
-            logits = np.ascontiguousarray(logits, dtype=np.float32)
-            km = faiss.Kmeans(logits.shape[1], ipc, niter=25, seed=int(torch.randint(2**31 - 1, (1,), generator=gen)),
-                              verbose=False)
-            km.train(logits)
-            _, near = faiss.knn(km.centroids, logits, min(len(xc), ipc * 4))  # candidates per centroid
-            chosen: list[int] = []
-            for row in near:  # nearest image per centroid, each image used once
-                pick = next((int(j) for j in row if int(j) not in chosen and j >= 0), None)
-                if pick is None:
-                    pick = next(j for j in range(len(xc)) if j not in chosen)
-                chosen.append(pick)
-            images.append(xc[chosen])
+            logits = chunked(lambda x: self.student_forward(theta, x), xc)
+            images.append(xc[kmeans_nearest(logits, ipc, seed=int(torch.randint(2**31 - 1, (1,), generator=gen)))])
             labels.append(torch.full((ipc,), c, dtype=torch.long, device=self.ctx.device))
         return torch.cat(images).detach().clone(), torch.cat(labels)
 
@@ -170,7 +157,7 @@ class MTT(Synthesizer):
     def trajectory(self, it: int) -> Trajectory:
         """Draw this iteration's expert, start epoch, minibatches and augmentations (all from the seed)."""
         cfg, ctx = self.cfg, self.ctx
-        gen = make_generator(iteration_seed(ctx.run.seed, it))
+        gen = generator("iteration", ctx.run.seed, it)
         expert = int(torch.randint(len(self.buffer), (1,), generator=gen))
         t = int(torch.randint(cfg.max_start_epoch, (1,), generator=gen))
         m, n = cfg.expert_epochs, cfg.syn_steps

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import CondenseError
+
 # Official DC/DSA get_loops (outer_loop, inner_loop) by IPC. An IPC between two listed values
 # takes the row of the largest listed IPC below it (the official code refuses such IPCs).
 _LOOPS = [(1, 1, 1), (10, 10, 50), (20, 20, 25), (30, 30, 20), (40, 40, 15), (50, 50, 10)]
@@ -29,7 +31,7 @@ PRESETS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         ({"min_ipc": 51}, {"lr_img": 10.0}),
         ({"dataset": "digits"}, {"batch_real": 32}),
     ],
-    # MTT (METHODS.md §4 table, DC-BENCH commands). Datasets without a published row keep the
+    # MTT (Cazenavette et al. 2022, the official repository's README table; DC-BENCH commands). Datasets without a published row keep the
     # dataclass defaults. ZCA is a property of the expert buffer (`condense experts --zca`), not a row.
     "mtt": [
         ({"dataset": "cifar10", "ipc": 1}, {"syn_steps": 50, "expert_epochs": 2, "max_start_epoch": 2,
@@ -53,7 +55,7 @@ PRESETS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
 # Named presets: bundles of options switched on together with `condense distill --preset NAME`.
 NAMED_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "mtt": {
-        # AST (METHODS.md §5): all five student-side components.
+        # AST (Shen et al. 2023): all five student-side components.
         "ast": {"init": "kmeans", "balance_loss": True, "student_momentum": 0.9, "middle_loss": True,
                 "weight_perturb": True},
     },
@@ -61,8 +63,6 @@ NAMED_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def named_preset(method: str, name: str) -> dict[str, Any]:
-    from ..errors import CondenseError
-
     table = NAMED_PRESETS.get(method, {})
     if name not in table:
         known = ", ".join(f"{m}:{p}" for m, ps in NAMED_PRESETS.items() for p in ps) or "none"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import MethodConfig, Synthesizer, iteration_seed, make_generator, register_method
+from ..seeding import generator
+from .base import MethodConfig, Synthesizer, register_method
 from .init import initial_images
 
 
@@ -20,7 +21,7 @@ class RandomSubset(Synthesizer):
 
     def init(self):
         ctx = self.ctx
-        gen = make_generator(iteration_seed(ctx.run.seed, -1))
-        images, labels = initial_images(ctx.sampler, ctx.dataset.num_classes, ctx.run.ipc, "real", gen, ctx.device)
-        self.synth = self.new_synthset(images, labels)
+        images, labels, rows = initial_images(ctx.sampler, ctx.dataset.num_classes, ctx.run.ipc, "real",
+                                              generator("iteration", ctx.run.seed, -1), ctx.device)
+        self.synth = self.new_synthset(images, labels, source_indices=rows)
         return self.synth
