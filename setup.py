@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="condense",
-    version="0.1.0",
+    version=open("condense/version.py", encoding="utf-8").read().split('"')[1],
     description="Dataset distillation toolkit: synthesize, evaluate and audit tiny synthetic training sets.",
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
@@ -12,8 +12,8 @@ setup(
     package_dir={"condense.protocols": "eval/protocols"},
     package_data={"condense.protocols": ["*.json"]},
     install_requires=[
-        "torch>=2.4",
-        "torchvision>=0.19",
+        "torch>=2.6",          # torch.load(weights_only=True) had a known bypass before 2.6
+        "torchvision>=0.21",
         "kornia>=0.7",
         "h5py>=3.8",
         "rich>=13",
@@ -22,6 +22,7 @@ setup(
         "scikit-learn>=1.2",
         "matplotlib>=3.7",
         "numpy>=1.24",
+        "scipy>=1.10",         # membership-inference statistics (the audit)
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-xdist>=3"],

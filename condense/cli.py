@@ -25,7 +25,7 @@ from .experts import ExpertConfig, train_buffer
 from .grids import save_grid
 from .io import write_json, write_text
 from .store import SynthSet
-from .synth import distill
+from .synth import distill, list_methods
 
 DEFAULT_OUT = os.path.join("synth_sets", "{dataset}_{method}_ipc{ipc}.h5")
 
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the datasets condense can read").set_defaults(func=cmd_datasets)
 
     d = sub.add_parser("distill", help="learn a synthetic set")
-    d.add_argument("--method", default="dm", help="dm, random (see README for all)")
+    d.add_argument("--method", default="dm", help=f"one of: {', '.join(list_methods())} (default: dm)")
     d.add_argument("--dataset", default="mnist5k")
     d.add_argument("--data-root", default=None, help="folder holding on-disk datasets (cifar10, mnist, ...)")
     d.add_argument("--ipc", type=int, default=10, help="images per class")

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from .augment import DSA, DSAParams
-from .errors import CondenseError
 from .models import batchnorm_layers
 
 OPTIMIZERS = ("sgd", "adamw")

@@ -49,13 +49,6 @@ def test_recompute_gradient_equals_unrolled(experts, student_momentum, ast):
     assert abs(float(r_alpha - g_alpha)) <= 1e-5 * abs(float(g_alpha))
 
 
-def probe_loss(method, iterations=(1000, 1001, 1002, 1003, 1004, 1005)) -> float:
-    """The matching loss on fixed draws (expert, start, batches, DSA): a noise-free objective."""
-    with torch.no_grad():
-        images, alpha = method.synth.images.detach(), method.synth.lr.detach()
-    return sum(recompute_grads(method.trajectory(it), images, alpha)[0] for it in iterations) / len(iterations)
-
-
 def test_recompute_gradient_matches_finite_differences():
     """Exactness, not just agreement: float64, no DSA, central differences along the gradient."""
     from condense.models import create_model

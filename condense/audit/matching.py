@@ -22,12 +22,6 @@ class Matching:
     def __len__(self) -> int:
         return int(self.rows.numel())
 
-    def score_of_col(self, num_cols: int, fill: float = float("nan")) -> torch.Tensor:
-        """Per column (e.g. per training image) its matched score; ``fill`` where it stayed unmatched."""
-        out = torch.full((num_cols,), fill, dtype=self.scores.dtype)
-        out[self.cols] = self.scores
-        return out
-
 
 def greedy_match(score: torch.Tensor, *, higher_is_better: bool) -> Matching:
     """Greedy one-to-one matching on a (rows × cols) score matrix.

@@ -31,7 +31,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch

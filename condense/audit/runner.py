@@ -17,9 +17,6 @@ from ..io import staged_folder, write_json, write_text
 from ..store import SynthSet
 from .base import CHECKS, AuditContext, CheckResult, build_config, get_check, unknown_options
 
-DEFAULT_CHECKS = ("memorization",)
-
-
 def parse_checks(checks: str | Sequence[str]) -> list[str]:
     names = [c.strip() for c in checks.split(",")] if isinstance(checks, str) else list(checks)
     names = [n for n in names if n]

@@ -1,7 +1,6 @@
 """torchvision's on-disk formats, read with download=False; a missing root names the files expected."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 

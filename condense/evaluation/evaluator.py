@@ -149,7 +149,7 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                       images=int(synth.images.shape[0]), lr=lr, seed=seed, seeds=seeds, model_args=model_args or {},
                       labels=label_info["labels"], teacher=label_info.get("teacher"),
                       protocol={**proto.to_dict(), "hash": proto.digest()}, results=results,
-                      jobs=job_results if jobs is not None else None)
+                      jobs=job_results if jobs is not None else None, validation=data.validation)
 
 
 def _percent(o: dict[str, Any]) -> dict[str, Any]:

@@ -33,21 +33,11 @@ class ModelResult:
     seeds: list[int] = field(default_factory=list)
     trainer: str = ""
 
-    @property
-    def mean(self) -> float:
-        return _mean_std(self.runs)[0]
-
-    @property
-    def std(self) -> float:
-        return _mean_std(self.runs)[1]
-
-    @property
-    def best_mean(self) -> float:
-        return _mean_std(self.best_runs)[0]
-
-    @property
-    def best_std(self) -> float:
-        return _mean_std(self.best_runs)[1]
+    # the headline (final accuracy) and the best-checkpoint figure, each as mean ± population std over runs
+    mean = property(lambda self: _mean_std(self.runs)[0])
+    std = property(lambda self: _mean_std(self.runs)[1])
+    best_mean = property(lambda self: _mean_std(self.best_runs)[0])
+    best_std = property(lambda self: _mean_std(self.best_runs)[1])
 
     @classmethod
     def from_runs(cls, outcomes: Sequence[dict[str, Any]], trainer: str = "") -> "ModelResult":
@@ -90,6 +80,7 @@ class EvalReport:
     model_args: dict[str, Any] = field(default_factory=dict)
     jobs: Optional[list[dict[str, Any]]] = None  # per-(model, run) outcomes of one torchrun rank
     world: Optional[int] = None
+    validation: Optional[dict[str, Any]] = None  # the validation split any selection used (None: nothing selected)
     reference: bool = False            # a reference row (full data or random subset), not a set under study
 
     @property
@@ -101,7 +92,7 @@ class EvalReport:
                "lr": self.lr, "seed": self.seed, "seeds": self.seeds, "model_args": self.model_args,
                "labels": self.labels, "protocol": self.protocol,
                "results": {m: r.to_json() for m, r in self.results.items()}}
-        for key in ("teacher", "jobs", "world"):
+        for key in ("teacher", "jobs", "world", "validation"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -113,7 +104,7 @@ class EvalReport:
                    seeds=list(d.get("seeds", [])), protocol=dict(d["protocol"]),
                    results={m: ModelResult.from_json(r) for m, r in d["results"].items()},
                    labels=d.get("labels", "hard"), teacher=d.get("teacher"), model_args=d.get("model_args") or {},
-                   jobs=d.get("jobs"), world=d.get("world"), reference=reference)
+                   jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), reference=reference)
 
 
 @dataclass

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from .layers import NORMS, SequentialFeatures, check_min_size, choose, conv_out, make_norm

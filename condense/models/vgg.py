@@ -5,7 +5,6 @@ features (512 at 32px). ``width`` scales every layer (64 = official).
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from .layers import NORMS, SequentialFeatures, check_min_size, check_pos_int, choose, conv_out, make_norm
