@@ -134,13 +134,14 @@ def test_end_to_end_smoke_on_a_random_coreset(tmp_path):
     summary = json.load(open(os.path.join(report, "audit.json")))["checks"]["mia"]["metrics"]
     assert summary["set"]["attacks"]["lira_online"]["trials"] == 4 * 200
 
-    from condense.audit.mia import MIAConfig, _distil, _shadow_data, choose_canaries, shadow_file
+    from condense.audit.mia import MIAConfig, distil_shadow, shadow_data, choose_canaries, shadow_file
     from condense.data import load_dataset
+    from condense.seeding import seed_for
     from condense.store import SynthSet
 
     data = load_dataset("digits", device="cpu")
     cache = r.settings["cache"]
-    rng = np.random.default_rng(0 * 7919 + 17)  # the check's own draw order: canaries, then membership
+    rng = np.random.default_rng(seed_for("audit", 0, 17))  # the check's own draw order: canaries, then membership
     canary_idx = choose_canaries(len(data.train_y), 200, rng)
     member = membership("bernoulli", 4, len(canary_idx), rng)
     canaries01 = data.denormalize(data.train_x[canary_idx]).flatten(1)
@@ -149,8 +150,8 @@ def test_end_to_end_smoke_on_a_random_coreset(tmp_path):
     full_lp, held = [], 0
     for s in range(4):
         # Rebuild shadow s's random subset and find which canaries it holds, pixel for pixel.
-        made = _distil("random", synth.config, _shadow_data(data, canary_idx, member[s]), 10_000 + s,
-                       MIAConfig(), "cpu")
+        made = distil_shadow("random", synth.config, shadow_data(data, canary_idx, member[s]),
+                             seed_for("shadow_set", 0, s), MIAConfig(), "cpu")
         subset01 = data.denormalize(made.images).flatten(1)
         in_set = (canaries01[:, None, :] == subset01[None]).all(-1).any(1).numpy()
         held += int(in_set.sum())

@@ -126,14 +126,15 @@ def choose_canaries(n_train: int, wanted: int, rng: np.random.Generator) -> np.n
 
 
 # ---- one shadow ------------------------------------------------------------------------------
-def _shadow_data(data, canary_idx: np.ndarray, member_row: np.ndarray):
+def shadow_data(data, canary_idx: np.ndarray, member_row: np.ndarray):
     keep = np.ones(len(data.train_y), dtype=bool)
     keep[canary_idx[~member_row]] = False  # OUT canaries leave; every other image stays
     idx = torch.as_tensor(np.nonzero(keep)[0], device=data.train_x.device)
     return replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx])
 
 
-def _distil(method: str, synth_config: dict, shadow_data, seed: int, cfg: MIAConfig, device: torch.device):
+def distil_shadow(method: str, synth_config: dict, data, seed: int, cfg: MIAConfig, device: torch.device):
+    """Re-run the set's method (or the random baseline) with its stored config on one shadow's data."""
     run = synth_config.get("run", {})
     options = dict(synth_config.get("method_config", {}))
     if method != synth_config.get("method"):  # the random-subset baseline: only the size is shared
@@ -141,7 +142,7 @@ def _distil(method: str, synth_config: dict, shadow_data, seed: int, cfg: MIACon
     elif cfg.iterations is not None:
         options["iterations"] = cfg.iterations
     model_args = {**run.get("model_args", {}), **(cfg.model_args or {})}
-    return distill(method, shadow_data, int(run.get("ipc", 1)), model=run.get("model", "ConvNet"),
+    return distill(method, data, int(run.get("ipc", 1)), model=run.get("model", "ConvNet"),
                    model_args=model_args, seed=seed, device=str(device), quiet=True, **options)
 
 
@@ -167,7 +168,7 @@ def run_shadow(ctx: AuditContext, cfg: MIAConfig, pipeline: str, s: int, canary_
     """One shadow of one pipeline: its data, its set (if any), its model; returns the model's signals."""
     t0 = time.perf_counter()
     data, synth = ctx.data, ctx.synth
-    shadow = _shadow_data(data, canary_idx, member_row)
+    shadow = shadow_data(data, canary_idx, member_row)
     epochs = cfg.full_epochs if (pipeline == "full" and cfg.full_epochs is not None) else cfg.epochs
     proto = get_protocol(cfg.protocol, epochs=epochs)
     out: dict[str, np.ndarray] = {}
@@ -175,7 +176,8 @@ def run_shadow(ctx: AuditContext, cfg: MIAConfig, pipeline: str, s: int, canary_
         x, labels, lr = shadow.train_x, Labels(shadow.train_y), proto.lr
     else:
         method = synth.method if pipeline == "set" else "random"
-        made = _distil(method, synth.config, shadow, seed_for(f"shadow_{pipeline}", ctx.seed, s), cfg, ctx.device)
+        made = distil_shadow(method, synth.config, shadow, seed_for(f"shadow_{pipeline}", ctx.seed, s), cfg,
+                             ctx.device)
         images, targets = made.decode()
         labels, _ = labels_for(made, targets, proto, shadow, ctx.device)
         x = images.detach().to(ctx.device)
