@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--shadows", type=int, default=None, help="mia: shadow pipelines (default 16, at least 2)")
     a.add_argument("--canaries", type=int, default=None, help="mia: audit points from the training set (default 500)")
     a.add_argument("--feature-model", default=None, help="memorization: feature network (default: a trained ConvNet)")
-    a.add_argument("--feature-weights", default=None, help="memorization: state_dict .pt for --feature-model")
+    a.add_argument("--feature-weights", default=None,
+                   help="memorization: a network file (.h5, e.g. the one a report saved) or a state_dict .pt")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any check option, e.g. --set ssim_window=7 (repeatable)")
     a.add_argument("--dataset", default=None, help="must be the set's own dataset (checked)")

@@ -109,6 +109,14 @@ class Students:
             self._fwd = vmap(one, in_dims=(0, 0, 0))
             self._fwd_shared = vmap(one, in_dims=(0, 0, None))
 
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the stacked parameters back into the networks (vectorised training works on copies)."""
+        if self.vectorised:
+            for i, m in enumerate(self.models):
+                for name, p in m.named_parameters():
+                    p.copy_(self.params[name][i])
+
     def parameters(self) -> list[torch.Tensor]:
         if self.vectorised:
             return list(self.params.values())
@@ -215,7 +223,8 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
     ``loss_scale(epoch)`` multiplies the batch loss; ``extra_loss(model, clean_batch)`` adds a term
     computed on the un-augmented batch (one network only); ``on_epoch(epoch, mean_loss)`` runs after
     every epoch. Returns per network: "final" and "best" test accuracy (None without ``test``), the
-    test "curve" and "loss_curve" at the checkpoints, "seconds" per network and "vectorised".
+    test "curve" and, at the same checkpoints, the "loss_curve" (the mean over the networks trained
+    together), "seconds" per network and "vectorised". The networks hold their trained weights.
     """
     if extra_loss is not None and len(models) != 1:
         raise ValueError("an extra loss term needs exactly one network per training run")
@@ -260,5 +269,6 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
         if on_epoch is not None:
             on_epoch(epoch, float(epoch_loss) / (n * len(models)))
     seconds = (time.perf_counter() - t0) / len(models)
+    students.write_back()
     return [{"final": c[-1][1] if c else None, "best": max(a for _, a in c) if c else None, "curve": c,
              "loss_curve": losses, "seconds": seconds, "vectorised": students.vectorised} for c in curves]

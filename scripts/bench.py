@@ -20,9 +20,10 @@ import torch
 
 from condense.data import ImageDataset
 from condense.device import resolve_device
+from condense.io import write_json
 from condense.models.layers import AvgPool2x2
+from condense.seeding import generator
 from condense.synth import prepare
-from condense.synth.base import iteration_seed, make_generator
 from condense.synth.matching import frozen
 
 
@@ -33,7 +34,7 @@ def random_dataset(shape=(3, 32, 32), classes=10, per_class=300, name="cifar10-s
                         train_y=torch.arange(classes).repeat_interleave(per_class),
                         test_x=torch.randn(classes, *shape, generator=g), test_y=torch.arange(classes),
                         class_names=[str(c) for c in range(classes)], mean=(0.5,) * shape[0], std=(0.25,) * shape[0],
-                        dsa_strategy="color_crop_cutout_flip_scale_rotate")
+                        hflip_safe=True)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None) -> float:
@@ -64,7 +65,7 @@ def with_torch_avgpool(net: torch.nn.Module) -> torch.nn.Module:
 def per_class_dm_step(method, official_pool: bool = True) -> None:
     """The official DM loop structure (one forward pair per class, nn.AvgPool2d), with our DSA."""
     ctx, cfg = method.ctx, method.cfg
-    gen = make_generator(1)
+    gen = torch.Generator().manual_seed(1)
     net = frozen(ctx.new_model())
     if official_pool:
         net = with_torch_avgpool(net)
@@ -91,7 +92,7 @@ def bench_dm(device: torch.device, repeats: int) -> dict:
     loop = median_seconds(lambda: per_class_dm_step(method), repeats, device=device)
     loop_fast_pool = median_seconds(lambda: per_class_dm_step(method, official_pool=False), repeats, device=device)
     net = frozen(method.ctx.new_model())
-    real_x, _ = method.ctx.sampler.sample_classes(256, make_generator(iteration_seed(0, 0)))
+    real_x, _ = method.ctx.sampler.sample_classes(256, generator("iteration", 0, 0))
 
     def bare_forward():
         with torch.no_grad():
@@ -119,7 +120,7 @@ def bench_datadam(device: torch.device, repeats: int) -> dict:
     it = iter(range(10**6))
     step = median_seconds(lambda: method.step(next(it)), repeats, device=device)
     net = frozen(method.ctx.new_model())
-    real_x, _ = method.ctx.sampler.sample_classes(64, make_generator(iteration_seed(0, 0)))
+    real_x, _ = method.ctx.sampler.sample_classes(64, generator("iteration", 0, 0))
 
     def bare_forward():
         with torch.no_grad():
@@ -153,8 +154,7 @@ def _trajectory_cell(mode: str, syn_steps: int, device: str, repeats: int, threa
     from torch.func import functional_call
 
     from condense.augment import DSA, DSAConfig
-    from condense.experts import ParamLayout
-    from condense.models import create_model
+    from condense.models import ParamLayout, create_model
     from condense.synth.trajectory import StudentStep, Trajectory, recompute_grads, unrolled_loss
 
     limit = int(limit_gb * 2**30)  # address-space cap: a runaway unroll fails here, not in the shared machine
@@ -234,8 +234,7 @@ def bench_evaluator(device: torch.device, repeats: int) -> dict:
     sequential in one run (same seeds, so accuracies should agree too). ``repeats`` is unused: one timed
     run of each mode (a full training run is long enough to time once)."""
     from condense.data import load_dataset
-    from condense.evaluator import evaluate
-    from condense.protocol import get_protocol
+    from condense.evaluation import evaluate, get_protocol
     from condense.store import SynthSet
 
     epochs, width = EVAL_OPTIONS["epochs"], EVAL_OPTIONS["width"]
@@ -256,9 +255,9 @@ def bench_evaluator(device: torch.device, repeats: int) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        r = rep["results"]["ConvNet"]
-        rows.append({"variant": f"{r['trainer']}: 5 seeds x {epochs} epochs (total s)", "seconds": seconds,
-                     "s_per_epoch_all_seeds": seconds / epochs, "acc_mean": r["mean"], "acc_std": r["std"]})
+        r = rep.results["ConvNet"]
+        rows.append({"variant": f"{r.trainer}: 5 seeds x {epochs} epochs (total s)", "seconds": seconds,
+                     "s_per_epoch_all_seeds": seconds / epochs, "acc_mean": r.mean, "acc_std": r.std})
     torch.set_num_threads(before)
     return {"section": "evaluator",
             "input": f"mnist5k 100 images (10/class), ConvNet width {width}, protocol standard {epochs} epochs, "
@@ -306,9 +305,7 @@ def main() -> None:
         results.append(result)
     meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "cpus": os.cpu_count()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=2)
+    write_json(args.json, {"meta": meta, "results": results})
     print(f"wrote {args.json}")
 
 

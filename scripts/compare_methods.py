@@ -23,7 +23,8 @@ import torch
 
 from condense.data import load_dataset
 from condense.device import resolve_device
-from condense.evaluator import evaluate
+from condense.evaluation import evaluate
+from condense.io import atomic_write, write_json, write_text
 from condense.synth import distill, prepare
 
 # row -> (method, options). Distillation budgets are set by --iterations / --gm-iterations.
@@ -63,8 +64,7 @@ def feature_weights(args, data, seed, folder):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = method.feature_network()
-        torch.save(net.state_dict(), path + ".tmp")
-        os.replace(path + ".tmp", path)  # workers share the cache
+        atomic_write(path, lambda tmp: torch.save(net.state_dict(), tmp))  # workers share the cache
     return path
 
 
@@ -82,9 +82,9 @@ def run_cell(args, data, row, ipc, seed, folder):
     distill_s = time.perf_counter() - t0
     report = evaluate(synth, models=(args.eval_model,), runs=1, protocol=args.protocol, dataset=data,
                       device=args.device, seed=seed)
-    r = report["results"][args.eval_model]
-    return {"row": row, "method": method, "ipc": ipc, "seed": seed, "accuracy": r["runs"][0],
-            "best_ckpt": r["best_runs"][0], "distill_seconds": distill_s, "eval_seconds": r["seconds"][0],
+    r = report.results[args.eval_model]
+    return {"row": row, "method": method, "ipc": ipc, "seed": seed, "accuracy": r.runs[0],
+            "best_ckpt": r.best_runs[0], "distill_seconds": distill_s, "eval_seconds": r.seconds[0],
             "options": {k: v for k, v in options.items() if k != "feature_weights"},
             "iterations_done": synth.iterations_done}
 
@@ -105,10 +105,7 @@ def work(args):
             continue
         result = run_cell(args, data, row, ipc, seed, folder)
         done["cells"][key] = result
-        tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(done, f, indent=1)
-        os.replace(tmp, out)
+        write_json(out, done, indent=1)
         print(f"{key}: {result['accuracy']:.2f}% (distil {result['distill_seconds']:.0f} s, "
               f"eval {result['eval_seconds']:.0f} s)", flush=True)
 
@@ -149,12 +146,9 @@ def report(args):
         table.add_row(row, *cells_)
         lines.append(f"| {row} | " + " | ".join(cells_) + " |")
     Console().print(table)
-    os.makedirs(args.out_dir, exist_ok=True)
     base = os.path.join(args.out_dir, args.dataset)
-    with open(base + ".json", "w") as f:
-        json.dump({"settings": s, "summary": summary, "cells": found}, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_json(base + ".json", {"settings": s, "summary": summary, "cells": found}, indent=1)
+    write_text(base + ".md", "\n".join(lines) + "\n")
     print(f"wrote {base}.json and {base}.md")
 
 

@@ -10,11 +10,11 @@ trained under one protocol with the same seeds. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
-from condense.evaluator import evaluate, get_protocol
+from condense.evaluation import evaluate, get_protocol
+from condense.io import write_json
 from condense.synth import distill
 
 
@@ -53,14 +53,11 @@ def main() -> None:
     sets = [("random", 0, 0.0, distill("random", args.dataset, args.ipc, seed=args.seed))]
     sets += [("dm", it, secs, s) for it, (s, secs) in sorted(snapshots.items())]
     for name, it, secs, synth in sets:
-        res = evaluate(synth, models=["ConvNet"], runs=args.runs, protocol=protocol, seed=0)["results"]["ConvNet"]
-        rows.append({"method": name, "iterations": it, "distill_seconds": round(secs, 1), "mean": res["mean"],
-                     "std": res["std"], "runs": res["runs"], "eval_seconds": sum(res["seconds"])})
-        print(f"{name:7s} it={it:4d} distill={secs / 60:5.1f} min  acc={res['mean']:.2f} ± {res['std']:.2f}", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"args": vars(args), "protocol": protocol.__dict__ if hasattr(protocol, "__dict__") else str(protocol),
-                   "rows": rows}, f, indent=2, default=str)
+        res = evaluate(synth, models=["ConvNet"], runs=args.runs, protocol=protocol, seed=0).results["ConvNet"]
+        rows.append({"method": name, "iterations": it, "distill_seconds": round(secs, 1), "mean": res.mean,
+                     "std": res.std, "runs": res.runs, "eval_seconds": sum(res.seconds)})
+        print(f"{name:7s} it={it:4d} distill={secs / 60:5.1f} min  acc={res.mean:.2f} ± {res.std:.2f}", flush=True)
+    write_json(args.json, {"args": vars(args), "protocol": protocol.to_dict(), "rows": rows}, default=str)
     print(f"wrote {args.json}")
 
 

@@ -8,7 +8,7 @@
     python scripts/make_zoo.py --stage eval            # ... and evaluate later, e.g. alongside other work
 
 Each entry distils one set with `condense.synth.distill` (checkpointed: a killed run resumes),
-evaluates it with `condense.evaluator.evaluate` under the entry's protocol and seeds, and records
+evaluates it with `condense.evaluation.evaluate` under the entry's protocol and seeds, and records
 the command, config hash, accuracy, distillation wall time and date in synth_sets/catalog.json.
 CIFAR-10 comes from ../shared/data/cifar10-jpeg.tar (JPEG-recoded), extracted once to a cache dir
 and read as `imagefolder:`; the library itself never needs it.
@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+
+from condense.io import write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.path.join(ROOT, "synth_sets")
@@ -88,10 +90,6 @@ def dataset_name(entry: Entry, cache: str) -> str:
     return f"imagefolder:{folder}"
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def command(entry: Entry) -> str:
     data = "imagefolder:DIR (extracted cifar10-jpeg.tar)" if entry.dataset == "cifar10-jpeg" else entry.dataset
     parts = []
@@ -112,14 +110,12 @@ def load_catalog() -> dict:
 
 
 def save_catalog(catalog: dict) -> None:
-    tmp = CATALOG + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(catalog, f, indent=1, sort_keys=True)
-    os.replace(tmp, CATALOG)
+    write_json(CATALOG, catalog, indent=1, sort_keys=True)
 
 
 def expert_folder(entry: Entry, cache: str) -> str:
-    return os.path.join(cache, f"experts_{entry.dataset}_{config_hash(entry.experts)}")
+    digest = hashlib.sha256(json.dumps(entry.experts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return os.path.join(cache, f"experts_{entry.dataset}_{digest}")
 
 
 def train_experts(entry: Entry, cache: str, device: str) -> str:
@@ -135,8 +131,7 @@ def train_experts(entry: Entry, cache: str, device: str) -> str:
 
 def distil_entry(entry: Entry, cache: str, device: str) -> dict:
     """Distil one entry (resuming a killed run); returns its catalog row without accuracy."""
-    from condense.synth import distill
-    from condense.synth.driver import checkpoint_path
+    from condense.synth import checkpoint_path, distill
 
     out = os.path.join(SETS, entry.name + ".h5")
     options = dict(entry.options)
@@ -148,7 +143,7 @@ def distil_entry(entry: Entry, cache: str, device: str) -> dict:
     t0 = time.perf_counter()
     synth = distill(entry.method, dataset_name(entry, cache), entry.ipc, out=out,
                     resume=os.path.exists(checkpoint_path(out)), quiet=False, device=device, seed=0, **options)
-    row = {"command": command(entry), "config_hash": config_hash(synth.config), "dataset": entry.dataset,
+    row = {"command": command(entry), "config_hash": synth.config_hash(), "dataset": entry.dataset,
            "method": entry.method, "ipc": entry.ipc, "budget": dict(entry.options),
            "distill_seconds": round(time.perf_counter() - t0, 1), "date": datetime.date.today().isoformat(),
            "bytes": os.path.getsize(out), "threads": torch.get_num_threads(), "machine": platform.machine()}
@@ -158,31 +153,31 @@ def distil_entry(entry: Entry, cache: str, device: str) -> dict:
 
 
 def evaluate_entry(entry: Entry, row: dict, cache: str, device: str) -> dict:
-    from condense.evaluator import evaluate
+    from condense.evaluation import evaluate
     from condense.store import SynthSet
 
     synth = SynthSet.load(os.path.join(SETS, entry.name + ".h5"))
     dataset_name(entry, cache)  # make sure CIFAR-10 is extracted: the set names its folder
     report = evaluate(synth, models=("ConvNet",), runs=entry.runs, protocol=entry.protocol, device=device)
-    return dict(row, protocol=report["protocol"]["name"], protocol_hash=report["protocol"].get("hash"),
-                convnet=report["results"]["ConvNet"])
+    return dict(row, protocol=report.protocol["name"], protocol_hash=report.protocol["hash"],
+                convnet=report.results["ConvNet"].to_json())
 
 
 def cross_arch(entry: Entry, device: str) -> dict:
     """One run per grid architecture (a separate pass: it costs more than the whole ConvNet evaluation)."""
-    from condense.evaluator import GRID_MODELS, evaluate
+    from condense.evaluation import GRID_MODELS, evaluate
     from condense.store import SynthSet
 
     synth = SynthSet.load(os.path.join(SETS, entry.name + ".h5"))
     grid = evaluate(synth, models=[m for m in GRID_MODELS if m != "ConvNet"], runs=1, protocol=entry.protocol,
                     device=device)
-    return {m: {k: r[k] for k in ("mean", "std", "runs", "seeds")} for m, r in grid["results"].items()}
+    return {m: {"mean": r.mean, "std": r.std, "runs": r.runs, "seeds": r.seeds} for m, r in grid.results.items()}
 
 
 def write_plots(catalog: dict) -> str:
     """`condense report` plots of the catalog (the stored ConvNet curves, plus any cross-arch rows)."""
-    from condense.protocol import get_protocol
-    from condense.report import render_report
+    from condense.evaluation import EvalReport, ModelResult, get_protocol
+    from condense.evaluation.plots import render_report
 
     reports = []
     for name, r in sorted(catalog.items()):
@@ -193,8 +188,10 @@ def write_plots(catalog: dict) -> str:
         if protocol["hash"] != r["protocol_hash"]:
             raise SystemExit(f"make_zoo: protocol '{r['protocol']}' changed since {name} was evaluated; re-evaluate it.")
         results = {"ConvNet": r["convnet"], **r.get("cross_arch", {})}
-        reports.append({"set": f"{name}.h5", "method": r["method"], "dataset": r["dataset"], "ipc": r["ipc"],
-                        "protocol": protocol, "results": results})
+        # The catalog keeps no image count, learned lr or seed list: EvalReport.from_json's defaults.
+        reports.append(EvalReport(set=f"{name}.h5", dataset=r["dataset"], method=r["method"], ipc=r["ipc"],
+                                  images=0, lr=float("nan"), seed=0, seeds=[], protocol=protocol,
+                                  results={m: ModelResult.from_json(v) for m, v in results.items()}))
     return render_report(reports, os.path.join(ZOO, "report"), sources=["synth_sets/catalog.json"])
 
 
@@ -239,8 +236,7 @@ def write_readme(catalog: dict) -> None:
             lines.append(f"| `{n}.h5` | " + " | ".join(f"{r['cross_arch'][a]['mean']:.1f}" for a in archs) + " |")
     lines += ["", "Commands (each entry's exact distillation; `make_zoo.py` runs the same through the Python API):", ""]
     lines += [f"- `{n}`: `{catalog[n]['command']}`" for n in sorted(catalog)]
-    with open(os.path.join(ZOO, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(ZOO, "README.md"), "\n".join(lines) + "\n")
 
 
 def main():

@@ -30,7 +30,7 @@ done
 
 # the first audit trains the feature ConvNet (seed 0) and saves it; the others reuse it (same network)
 nice -n 5 "$C" audit "$OUT/init_real.h5" --report "$OUT/init_real_audit" --device cpu
-W="$OUT/init_real_audit/memorization_feature_net.pt"
+W="$OUT/init_real_audit/memorization_feature_net.h5"
 for s in dm_real init_noise dm_noise dm_real_md5.0 dm_real_md2.5; do
     nice -n 5 "$C" audit "$OUT/$s.h5" --report "$OUT/${s}_audit" --feature-weights "$W" --device cpu
 done

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+import condense.cli as cli
 from condense.cli import main
 from condense.store import checksum as _checksum
 
@@ -109,3 +110,32 @@ def test_set_passes_method_options_into_the_stored_config(tmp_path, capsys):
     from condense.store import SynthSet
     cfg = SynthSet.load(out).config["method_config"]
     assert cfg["batch_real"] == 8 and cfg["init"] == "noise" and cfg["iterations"] == 2
+
+
+# ---- --model-args: malformed or mistyped JSON, for every command that takes it -----------------
+MODEL_ARGS_COMMANDS = {  # {out}: a folder that must not appear
+    "distill": ["distill", "--dataset", "digits", "--method", "dm", "--ipc", "1", "--iterations", "1", "--out", "{out}"],
+    "eval": ["eval", "/nonexistent/set.h5", "--epochs", "1", "--runs", "1", "--json", "{out}"],
+    "experts": ["experts", "--dataset", "digits", "--experts", "1", "--epochs", "1", "--out", "{out}"],
+}
+
+
+@pytest.mark.parametrize("value, needles", [
+    ("{bad json", ["--model-args", "not valid JSON"]),
+    ('{"width": 8', ["--model-args", "not valid JSON"]),
+    ("[1, 2]", ["--model-args", "must be a JSON object", "[1, 2]"]),
+    ("3", ["--model-args", "must be a JSON object"]),
+    ('"width"', ["--model-args", "must be a JSON object"]),
+    ("null", ["--model-args", "must be a JSON object"]),
+])
+@pytest.mark.parametrize("command", sorted(MODEL_ARGS_COMMANDS))
+def test_bad_model_args_is_one_sentence_before_any_work(capsys, monkeypatch, tmp_path, command, value, needles):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("work started before --model-args was checked")
+
+    for name in ("distill", "run_grid", "train_buffer"):
+        monkeypatch.setattr(cli, name, must_not_run)
+    argv = [a.format(out=tmp_path / "out") for a in MODEL_ARGS_COMMANDS[command]]
+    code, stdout, err = run_cli(capsys, *argv, "--model-args", value, "--device", "cpu", "--quiet")
+    assert_one_sentence(code, err, *needles)
+    assert stdout == "" and list(tmp_path.iterdir()) == []

@@ -5,7 +5,6 @@ import torch
 from condense.cli import main
 from condense.errors import CondenseError
 from condense.synth import distill, prepare
-from condense.neighbours import kmeans_nearest
 from condense.synth.coresets import herding, kcenter
 
 FAST = {"model_args": {"width": 8}, "device": "cpu", "feature_epochs": 1, "max_per_class": 40}
@@ -25,17 +24,6 @@ def test_herding_picks_the_hand_computed_points():
 def test_kcenter_picks_the_hand_computed_points():
     # start at the point nearest μ (c), then farthest-first: d (100 from c), then b (min 25 vs a's 9)
     assert kcenter(TOY, 3) == [2, 3, 1]
-
-
-def test_kmeans_takes_the_real_point_nearest_each_centroid():
-    g = np.random.default_rng(0)
-    blobs = [g.normal(loc, 0.1, size=(20, 2)) for loc in ((0, 0), (10, 0), (0, 10))]
-    feats = np.concatenate(blobs).astype(np.float32)
-    picked = kmeans_nearest(feats, 3, seed=1)
-    assert sorted(i // 20 for i in picked) == [0, 1, 2] and len(set(picked)) == 3
-    for i in picked:  # each pick is the member nearest its blob's mean (≈ the centroid)
-        blob = feats[(i // 20) * 20:(i // 20 + 1) * 20]
-        assert np.argmin(((blob - blob.mean(0)) ** 2).sum(1)) == i % 20
 
 
 @pytest.mark.parametrize("method", ["herding", "kcenter", "kmeans"])
