@@ -15,7 +15,7 @@ from rich.table import Table
 
 from . import dist
 from .audit import run_audit
-from .data import list_datasets
+from .data import ValidationSpec, list_datasets
 from .device import resolve_device
 from .errors import CondenseError
 from .evaluation import run_grid
@@ -97,7 +97,8 @@ def cmd_distill(args) -> int:
     synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
                     checkpoint_every=args.checkpoint_every, data_root=args.data_root, model=args.model,
                     model_args=parse_json(args.model_args, "--model-args"), seed=args.seed, device=args.device,
-                    max_per_class=args.max_per_class, preset=args.preset, **options)
+                    max_per_class=args.max_per_class, preset=args.preset,
+                    validation=ValidationSpec(args.validation) if args.validation else None, **options)
     if not args.quiet and dist.is_main():
         _console().print(f"Wrote [bold]{out}[/]: {synth.images.shape[0]} images "
                          f"({synth.ipc} per class, {synth.method}, {synth.iterations_done} iterations).")
@@ -108,7 +109,7 @@ def cmd_eval(args) -> int:
     grid = run_grid(args.sets, models=args.models, protocol=args.protocol, runs=args.runs, epochs=args.epochs,
                     seed=args.seed, reference=args.reference, log=_log(args) if dist.is_main() else None,
                     dataset=args.dataset, data_root=args.data_root, device=args.device, sequential=args.sequential,
-                    model_args=parse_json(args.model_args, "--model-args"))
+                    model_args=parse_json(args.model_args, "--model-args"), split=args.split)
     if not dist.is_main():
         return 0
     _console().print(rich_table(grid))
@@ -153,7 +154,8 @@ def cmd_show(args) -> int:
     rows = [("method", synth.method), ("dataset", synth.dataset), ("images", str(synth.images.shape[0])),
             ("image shape", "×".join(map(str, synth.image_shape))), ("IPC", str(synth.ipc)),
             ("classes", f"{synth.num_classes}: {', '.join(synth.class_names)}"),
-            ("labels", synth.label_kind), ("seed", str(synth.seed)),
+            ("labels", synth.label_kind), ("decoder", json.dumps(synth.decoder)),
+            ("stored bytes", f"{synth.storage_bytes()['total']:,}"), ("seed", str(synth.seed)),
             ("iterations done", str(synth.iterations_done)),
             ("learned lr", "-" if synth.lr is None else f"{float(synth.lr):.6g}"),
             ("ZCA", "yes" if synth.zca_matrix is not None else "no"), ("created", synth.created),
@@ -168,6 +170,10 @@ def cmd_show(args) -> int:
     console = _console()
     console.print(table)
     console.print(f"Grid written to [bold]{png}[/]")
+    if synth.decoder["kind"] != "identity":  # also the training images the stored ones stand for
+        decoded = os.path.splitext(png)[0] + "_decoded.png"
+        save_grid(synth, decoded, max_per_class=synth.ipc * synth.decoder.get("factor", 1) ** 2, decoded=True)
+        console.print(f"Decoded grid ({synth.decoder['kind']}) written to [bold]{decoded}[/]")
     return 0
 
 
@@ -210,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any method hyper-parameter, e.g. --set momentum=0.9 (repeatable)")
     d.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class")
+    d.add_argument("--validation", type=float, default=None, metavar="FRACTION",
+                   help="hold this fraction of every class out of distillation (seed 0), to select settings on it "
+                        "with `condense eval --split validation`")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default=None, help=f"output .h5 (default {DEFAULT_OUT})")
     d.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
@@ -234,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default=None, help="evaluate on this dataset instead of the set's own")
     e.add_argument("--data-root", default=None)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="score on the test split (the headline), or on the validation split the set was distilled "
+                        "without (for selecting settings)")
     e.add_argument("--json", default=None, help="write the results here (Markdown beside it)")
     e.add_argument("--markdown", default=None, help="write the Markdown table here")
     e.add_argument("--device", default="auto")

@@ -8,12 +8,14 @@ from .io import atomic_write
 from .store import SynthSet
 
 
-def save_grid(synth: SynthSet, path: str, max_per_class: int = 10, min_cell: int = 32) -> str:
-    """Write a PNG grid, one row per class, denormalised; tiny images are upscaled (nearest)."""
+def save_grid(synth: SynthSet, path: str, max_per_class: int = 10, min_cell: int = 32, decoded: bool = False) -> str:
+    """Write a PNG grid, one row per class, denormalised; tiny images are upscaled (nearest). ``decoded``
+    draws the training images the set stands for (after a multi-formation decoder) instead of the stored ones."""
     from torchvision.utils import save_image  # torchvision is slow to import; only this command needs it
 
-    labels = synth.hard_labels.cpu()
-    pixels = synth.denormalized()
+    images, targets = synth.decode() if decoded else (synth.images, synth.labels)
+    labels = (targets.argmax(1) if targets.dim() == 2 else targets).cpu()
+    pixels = synth.denormalized(images)
     rows = []
     for c in range(synth.num_classes):
         row = pixels[labels == c][:max_per_class]

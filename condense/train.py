@@ -175,8 +175,8 @@ def _kd_loss(logits: torch.Tensor, target_logits: torch.Tensor, temperature: flo
 
 
 def _loss(students: Students, xb: torch.Tensor, idx: torch.Tensor, labels: Labels, recipe: TrainRecipe,
-          mix: Optional[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Sum over networks of each network's mean batch loss (so each gets its own gradient)."""
+          mix: Optional[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over networks of each network's mean batch loss (so each gets its own gradient), and the logits."""
     s, b = idx.shape
     if mix is not None:  # mixup: x <- lam x + (1 - lam) x[perm], targets interpolated with the same lam
         lam, perm = mix
@@ -189,7 +189,7 @@ def _loss(students: Students, xb: torch.Tensor, idx: torch.Tensor, labels: Label
         if mix is not None:
             ce_perm = F.cross_entropy(logits.flatten(0, 1), torch.gather(y, 1, perm).flatten(), reduction="none")
             ce = lam.view(s, 1) * ce + (1 - lam.view(s, 1)) * ce_perm.view(s, b)
-        return ce.mean(1).sum()
+        return ce.mean(1).sum(), logits
     if recipe.labels == "teacher":  # relabel the batch the student actually sees (augmented, mixed)
         with torch.no_grad():
             target = labels.teacher(xb.flatten(0, 1)).view(s, b, -1)
@@ -201,8 +201,8 @@ def _loss(students: Students, xb: torch.Tensor, idx: torch.Tensor, labels: Label
                 target, 1, perm.view(s, b, 1).expand_as(target))
         if probs:
             kl = (target * (target.clamp_min(1e-12).log() - F.log_softmax(logits, -1))).sum(-1)
-            return kl.mean(1).sum()
-    return _kd_loss(logits, target, recipe.temperature).mean(1).sum()
+            return kl.mean(1).sum(), logits
+    return _kd_loss(logits, target, recipe.temperature).mean(1).sum(), logits
 
 
 def checkpoint_epochs(epochs: int, checkpoints: int) -> set[int]:
@@ -217,20 +217,24 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
         test: Optional[tuple[torch.Tensor, torch.Tensor]] = None, vectorised: bool = False,
         loss_scale: Optional[Callable[[int], float]] = None,
         extra_loss: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
-        on_epoch: Optional[Callable[[int, float], None]] = None) -> list[dict[str, Any]]:
+        on_epoch: Optional[Callable[[int, float], None]] = None,
+        optimizer: Optional[torch.optim.Optimizer] = None) -> list[dict[str, Any]]:
     """Train ``models`` (initialised; one generator each) on ``(x, labels)`` under ``recipe``.
 
     ``loss_scale(epoch)`` multiplies the batch loss; ``extra_loss(model, clean_batch)`` adds a term
     computed on the un-augmented batch (one network only); ``on_epoch(epoch, mean_loss)`` runs after
-    every epoch. Returns per network: "final" and "best" test accuracy (None without ``test``), the
+    every epoch; ``optimizer`` continues an optimiser the caller keeps (one network, e.g. a pool member
+    trained a few steps at a time) instead of a fresh one. Returns per network: "final" and "best" test accuracy (None without ``test``), the
     test "curve" and, at the same checkpoints, the "loss_curve" (the mean over the networks trained
-    together), "seconds" per network and "vectorised". The networks hold their trained weights.
+    together), "train_accuracy" on the (augmented) batches it saw (hard labels without mixup, else
+    None), "seconds" per network and "vectorised". The networks hold their trained weights.
     """
     if extra_loss is not None and len(models) != 1:
         raise ValueError("an extra loss term needs exactly one network per training run")
     students = Students(models, vectorised)
     gens = list(generators)
-    opt = _optimizer(students.parameters(), recipe, recipe.lr)
+    opt = optimizer or _optimizer(students.parameters(), recipe, recipe.lr)
+    hits = torch.zeros(len(models), dtype=torch.long, device=x.device)  # correct training predictions
     n, epochs, bs, dev = len(x), recipe.epochs, recipe.batch_size, x.device
     shape = tuple(x.shape[1:])
     check_at = checkpoint_epochs(epochs, recipe.checkpoints) if test is not None else set()
@@ -253,7 +257,9 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
                 params = _cat_params([dsa.sample(idx.shape[1], shape, g, device=dev) for g in gens])
                 xb = dsa.apply(xb.flatten(0, 1), params).view_as(xb)
             mix = _draw_mixup(gens, idx.shape[1], recipe.mixup, dev) if recipe.mixup > 0 else None
-            loss = _loss(students, xb, idx, labels, recipe, mix)
+            loss, logits = _loss(students, xb, idx, labels, recipe, mix)
+            if recipe.labels == "hard":
+                hits += (logits.detach().argmax(-1) == labels.hard[idx]).sum(1)
             if loss_scale is not None:
                 loss = loss_scale(epoch) * loss
             if extra_loss is not None:
@@ -270,5 +276,8 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
             on_epoch(epoch, float(epoch_loss) / (n * len(models)))
     seconds = (time.perf_counter() - t0) / len(models)
     students.write_back()
+    seen = epochs * n
+    train_acc = [int(h) / seen if recipe.labels == "hard" and not recipe.mixup else None for h in hits.tolist()]
     return [{"final": c[-1][1] if c else None, "best": max(a for _, a in c) if c else None, "curve": c,
-             "loss_curve": losses, "seconds": seconds, "vectorised": students.vectorised} for c in curves]
+             "loss_curve": losses, "train_accuracy": a, "seconds": seconds, "vectorised": students.vectorised}
+            for c, a in zip(curves, train_acc)]

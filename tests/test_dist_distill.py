@@ -1,4 +1,4 @@
-"""Class-sharded DM/DataDAM under torchrun (2 gloo ranks) writes the one-process file, bit for bit."""
+"""Class-sharded DM/DataDAM/IDM under torchrun (2 gloo ranks) writes the one-process file, bit for bit."""
 import os
 import subprocess
 import sys
@@ -27,11 +27,16 @@ def _arrays(path):
         return f["images"][()], f["labels"][()]
 
 
-@pytest.mark.parametrize("method", ["dm", "datadam"])
-def test_two_ranks_write_the_one_process_set(tmp_path, method):
+POOL = {"pool_interval": 2, "pool_steps": 2, "pool_batch": 16}  # idm: a small, quickly renewed pool
+
+
+@pytest.mark.parametrize("method, extra", [("dm", {}), ("datadam", {}), ("idm", POOL)])
+def test_two_ranks_write_the_one_process_set(tmp_path, method, extra):
+    """Every rank trains the same network pool (idm), so sharding classes still gives the one-process file."""
     one, two = str(tmp_path / "one.h5"), str(tmp_path / "two.h5")
-    distill(method, "digits", 3, iterations=5, out=one, checkpoint_every=2, **OPTS)  # the one-process file
-    done = _cli(["distill", "--method", method, "--iterations", "5", *TINY, "--out", two], ranks=2)
+    distill(method, "digits", 3, iterations=5, out=one, checkpoint_every=2, **OPTS, **extra)  # the one-process file
+    sets = [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
+    done = _cli(["distill", "--method", method, "--iterations", "5", *TINY, *sets, "--out", two], ranks=2)
     assert done.returncode == 0, done.stderr[-2000:]
     (a, la), (b, lb) = _arrays(one), _arrays(two)
     assert np.array_equal(la, lb)

@@ -101,13 +101,15 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
              dataset: Union[None, str, ImageDataset] = None, data_root: Optional[str] = None,
              device: str = "auto", seed: int = 0, set_name: str = "", sequential: Optional[bool] = None,
              model_args: Optional[dict[str, Any]] = None, jobs: Optional[Sequence[tuple[str, int]]] = None,
+             split: str = "test",
              on_run: Optional[Callable[[str, int, dict[str, Any]], None]] = None,
              log: Optional[Callable[[str], None]] = None) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
 
     Run r of every architecture and every set uses the seed ``seed_for("eval_run", seed, r)``.
     ``jobs`` restricts the work to some (model, run index) pairs (torchrun sharding); the report then
-    holds only those runs, also listed under ``jobs``.
+    holds only those runs, also listed under ``jobs``. ``split="validation"`` scores on the validation
+    split the set was distilled without, for selections; the headline is always the test split.
     """
     proto = resolve_protocol(protocol, epochs)
     runs = proto.runs if runs is None else runs
@@ -118,7 +120,7 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     why_sequential = "asked"
     if sequential is None:  # vmap turns convs into grouped convs: measured slower on CPU, so GPU only
         sequential, why_sequential = dev.type != "cuda", "CPU default"
-    data = real_data_for(synth, dataset, data_root, dev)
+    data = real_data_for(synth, dataset, data_root, dev, split=split)
     images, targets = synth.decode()
     labels, label_info = labels_for(synth, targets, proto, data, dev, set_name, log)
     train_x = images.detach().to(dev)
@@ -149,7 +151,7 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                       images=int(synth.images.shape[0]), lr=lr, seed=seed, seeds=seeds, model_args=model_args or {},
                       labels=label_info["labels"], teacher=label_info.get("teacher"),
                       protocol={**proto.to_dict(), "hash": proto.digest()}, results=results,
-                      jobs=job_results if jobs is not None else None, validation=data.validation)
+                      jobs=job_results if jobs is not None else None, validation=data.validation, split=split)
 
 
 def _percent(o: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 from .. import dist
+from ..data import ValidationSpec
 from ..errors import CondenseError
 from ..store import SynthSet
 from ..synth import distill
@@ -46,16 +47,21 @@ def merge_jobs(parts: Sequence[EvalReport], models: Sequence[str]) -> EvalReport
 
 
 def reference_set(kind: str, like: SynthSet, dataset: Optional[str], data_root: Optional[str], device: str,
-                  seed: int) -> SynthSet:
-    """The reference row's training set: the full real training split, or a random real subset of equal IPC."""
-    root = data_root if data_root is not None else like.config.get("run", {}).get("data_root")
+                  seed: int, split: str = "test") -> SynthSet:
+    """The reference row's training set: the full real training split, or a random real subset of equal IPC;
+    scored on the validation split, both leave out the images ``like`` was distilled without."""
+    run = like.config.get("run", {})
+    root = data_root if data_root is not None else run.get("data_root")
+    held = like.config.get("validation") if split == "validation" else None
     if kind == "random":
-        return distill("random", dataset or like.dataset, like.ipc, data_root=root, device=device, seed=seed)
-    data = real_data_for(like, dataset, data_root, device="cpu")  # in the set's space (ZCA included)
+        return distill("random", dataset or like.dataset, like.ipc, data_root=root, device=device, seed=seed,
+                       max_per_class=run.get("max_per_class") if held else None,
+                       validation=ValidationSpec(held["fraction"], held["seed"]) if held else None)
+    data = real_data_for(like, dataset, data_root, device="cpu", split=split)  # in the set's space (ZCA included)
+    config = {"run": {"data_root": root, "max_per_class": run.get("max_per_class")}, **({"validation": held} if held else {})}
     return SynthSet(images=data.train_x.float(), labels=data.train_y.long(), dataset=data.name,
                     num_classes=data.num_classes, class_names=list(data.class_names), mean=data.mean, std=data.std,
-                    method="full", config={"run": {"data_root": root}}, zca_matrix=like.zca_matrix,
-                    zca_mean=like.zca_mean)
+                    method="full", config=config, zca_matrix=like.zca_matrix, zca_mean=like.zca_mean)
 
 
 def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | Protocol = "standard",
@@ -76,7 +82,7 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
         if proto.labels == "soft" and not synth.soft_labels:
             raise CondenseError(f"Protocol '{proto.name}' trains on stored soft labels but the set {path} has hard "
                                 f"labels; use 'standard' or 'kd'.")
-        real_data_for(synth, kwargs.get("dataset"), kwargs.get("data_root"), "cpu")
+        real_data_for(synth, kwargs.get("dataset"), kwargs.get("data_root"), "cpu", split=kwargs.get("split", "test"))
     with dist.session():
         kwargs["device"] = dist.device_name(kwargs.get("device", "auto"))
         reports = []
@@ -88,7 +94,7 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
         grid = GridReport(protocol=reports[0].protocol, models=models, sets=reports)
         if reference:
             ref = reference_set(reference, sets[0][1], kwargs.get("dataset"), kwargs.get("data_root"),
-                                kwargs["device"], seed)
+                                kwargs["device"], seed, kwargs.get("split", "test"))
             if log:
                 log(f"Reference row: {reference} ({ref.images.shape[0]} real images)")
             grid.reference = evaluate_sharded(ref, models=models, runs=runs, protocol=proto, seed=seed,

@@ -81,6 +81,7 @@ class EvalReport:
     jobs: Optional[list[dict[str, Any]]] = None  # per-(model, run) outcomes of one torchrun rank
     world: Optional[int] = None
     validation: Optional[dict[str, Any]] = None  # the validation split any selection used (None: nothing selected)
+    split: str = "test"                # the real split that scored the runs: test, or validation (for selection)
     reference: bool = False            # a reference row (full data or random subset), not a set under study
 
     @property
@@ -95,6 +96,8 @@ class EvalReport:
         for key in ("teacher", "jobs", "world", "validation"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.split != "test":
+            out["split"] = self.split
         return out
 
     @classmethod
@@ -104,7 +107,8 @@ class EvalReport:
                    seeds=list(d.get("seeds", [])), protocol=dict(d["protocol"]),
                    results={m: ModelResult.from_json(r) for m, r in d["results"].items()},
                    labels=d.get("labels", "hard"), teacher=d.get("teacher"), model_args=d.get("model_args") or {},
-                   jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), reference=reference)
+                   jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), split=d.get("split", "test"),
+                   reference=reference)
 
 
 @dataclass

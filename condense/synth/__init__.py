@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Optional, Union
 
 from .. import dist
-from ..data import ImageDataset, RealSampler, load_dataset
+from ..data import ImageDataset, RealSampler, ValidationSpec, load_dataset
 from ..device import resolve_device
 from ..errors import CondenseError
 from ..store import SynthSet
@@ -20,11 +20,13 @@ __all__ = ["distill", "prepare", "list_methods", "get_method", "register_method"
 def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *,
             data_root: Optional[str] = None, model: str = "ConvNet", model_args: Optional[dict[str, Any]] = None,
             seed: int = 0, device: str = "auto", max_per_class: Optional[int] = None, preset: Optional[str] = None,
-            **method_options: Any) -> Synthesizer:
+            validation: Optional[ValidationSpec] = None, **method_options: Any) -> Synthesizer:
     """Validate the request, load the data and build the method, ready for the driver.
 
     ``dataset`` is a registry name or an already loaded ImageDataset (benchmarks, notebooks, audits).
     ``preset`` names a bundle of options (e.g. ``ast`` for mtt); explicit options win over it.
+    ``validation`` holds a validation split out of the training data the method sees (for selecting
+    settings on it; recorded in the set's config).
     """
     cls = get_method(method)
     name = dataset.name if isinstance(dataset, ImageDataset) else dataset
@@ -39,7 +41,7 @@ def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", i
     if isinstance(dataset, ImageDataset):
         data = dataset.to(dev)
     else:
-        data = load_dataset(dataset, root=data_root, max_per_class=max_per_class, device=dev)
+        data = load_dataset(dataset, root=data_root, max_per_class=max_per_class, device=dev, validation=validation)
     smallest = min(data.class_counts())
     if ipc > smallest:
         raise CondenseError(f"IPC {ipc} is larger than the smallest class of {name} ({smallest} training images).")

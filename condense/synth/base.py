@@ -101,8 +101,11 @@ class Synthesizer:
 
 
 def resolved_config(method: Synthesizer) -> dict[str, Any]:
-    return {"method": method.name, "run": dataclasses.asdict(method.ctx.run),
-            "method_config": dataclasses.asdict(method.cfg)}
+    config = {"method": method.name, "run": dataclasses.asdict(method.ctx.run),
+              "method_config": dataclasses.asdict(method.cfg)}
+    if method.ctx.dataset.validation:  # the training images held out for selection
+        config["validation"] = method.ctx.dataset.validation
+    return config
 
 
 # ---- registry --------------------------------------------------------------------------------

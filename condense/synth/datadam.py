@@ -81,12 +81,9 @@ class DataDAM(PixelSynthesizer):
                                 f"'{self.ctx.run.model}' has none.")
         return super().init()
 
-    def step(self, it):
+    def match(self, net, real_x, real_y, syn_x, syn_y):
         cfg, k = self.cfg, self.ctx.dataset.num_classes
-        net, real_x, real_y, syn_x, syn_y = self.draw(it)
         real = chunked(lambda x: attention_features(net, x, cfg.power), real_x)
         syn = attention_features(net, syn_x, cfg.power)
         sam, mmd = datadam_loss(real, real_y, syn, syn_y, k, cfg.task_balance, cfg.loss_scale)
-        loss = sam + mmd
-        self.descend(loss)
-        return {"loss": loss.item(), "sam": sam.item(), "mmd": mmd.item()}
+        return sam + mmd, syn[-1], {"sam": sam.item(), "mmd": mmd.item()}

@@ -24,6 +24,13 @@ PRESETS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         ({"dataset": "digits"}, {"batch_real": 64}),
     ],
     "random": [],
+    # IDM (Zhao et al. 2023, the official command.txt): IPC 1 matches whole classes and renews the pool every
+    # 5 iterations; IPC 50 weights the class-aware regulariser 0.1.
+    "idm": [
+        ({"ipc": 1}, {"batch_real": 5000, "pool_interval": 5}),
+        ({"min_ipc": 50}, {"ce_weight": 0.1}),
+        ({"dataset": "digits"}, {"batch_real": 64, "pool_batch": 64}),
+    ],
     "dc": _GRADIENT_MATCHING,
     "dsa": _GRADIENT_MATCHING,
     "datadam": [
