@@ -1,0 +1,177 @@
+"""Accuracy against distillation minutes, for any method: snapshots of one run, each evaluated.
+
+    python scripts/time_to_accuracy.py distill --method idm --dataset imagefolder:DIR --ipc 10 \
+        --minutes 5 15 30 60 120 --out runs/tta/cifar10_idm_ipc10 [--set KEY=VALUE ...] [--validation 0.1]
+    python scripts/time_to_accuracy.py eval runs/tta/cifar10_idm_ipc10 --protocol standard --runs 3 \
+        [--split validation] [--reference random]
+    python scripts/time_to_accuracy.py plot runs/tta/*/ --out eval/tta/cifar10_ipc10.png
+
+``distill`` runs one distillation (resumable: rerun with the same arguments after a kill) and saves
+the set each time its distillation time crosses a mark: ``snap_<minutes>min.h5`` (plus the
+real-image start, ``snap_0min.h5``). Distillation time is the sum of the outer iterations' wall
+time plus the set-up (data, pool), measured in this process; run it alone on the machine.
+``eval`` trains networks on every snapshot under one protocol and writes ``results_<protocol>.json``
+beside them (``--split validation`` scores on the held-out validation split, for selecting
+settings). ``plot`` draws accuracy against minutes for several runs and writes their table.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import time
+
+from condense.data import ValidationSpec
+from condense.evaluation import evaluate, get_protocol
+from condense.figures import new_figure, save_figure
+from condense.io import write_json, write_text
+from condense.store import SynthSet
+from condense.synth import checkpoint_path, prepare, run
+from condense.synth.driver import DriverOptions
+
+MANIFEST = "progress.json"
+
+
+class _Done(Exception):
+    """Raised from the step callback once the last mark is saved (the driver keeps its checkpoint)."""
+
+
+def parse_sets(pairs):
+    out = {}
+    for pair in pairs or ():
+        key, _, raw = pair.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def cmd_distill(args) -> None:
+    os.makedirs(args.out, exist_ok=True)
+    manifest_path = os.path.join(args.out, MANIFEST)
+    progress = json.load(open(manifest_path)) if os.path.exists(manifest_path) else {"snapshots": [], "steps": {}}
+    t0 = time.perf_counter()
+    method = prepare(args.method, args.dataset, args.ipc, seed=args.seed, device=args.device,
+                     model_args=json.loads(args.model_args) if args.model_args else None, iterations=10**7,
+                     validation=ValidationSpec(args.validation) if args.validation else None, **parse_sets(args.set))
+    first = method.init()
+    setup = progress.setdefault("setup_seconds", time.perf_counter() - t0)
+    if not progress["snapshots"]:
+        path = os.path.join(args.out, "snap_0min.h5")
+        first.detached().save(path)
+        progress["snapshots"].append({"minutes": 0.0, "iteration": 0, "file": os.path.basename(path)})
+        write_json(manifest_path, progress)
+    marks = [m for m in sorted(args.minutes) if m > progress["snapshots"][-1]["minutes"]]
+    if not marks:
+        print("every mark is already saved")
+        return
+    steps = {int(k): v for k, v in progress["steps"].items()}  # seconds of each finished iteration
+
+    def on_step(done, stats):
+        steps[done] = stats["seconds"]
+        minutes = (setup + sum(s for it, s in steps.items() if it <= done)) / 60
+        while marks and minutes >= marks[0]:
+            path = os.path.join(args.out, f"snap_{marks[0]:g}min.h5")
+            snap = method.synth.detached()
+            snap.iterations_done = done
+            snap.save(path)
+            progress["snapshots"].append({"minutes": round(minutes, 3), "mark": marks.pop(0), "iteration": done,
+                                          "file": os.path.basename(path)})
+            progress["steps"] = steps
+            write_json(manifest_path, progress)
+            print(f"snapshot at {minutes:.2f} min, iteration {done}: {path}", flush=True)
+        if done % 25 == 0:  # the step log must survive a kill as long as the driver's checkpoint does
+            progress["steps"] = steps
+            write_json(manifest_path, progress)
+        if not marks:
+            raise _Done
+
+    out_set = os.path.join(args.out, "run.h5")
+    try:
+        run(method, 10**7, DriverOptions(out=out_set, checkpoint_every=25, quiet=args.quiet, on_step=on_step,
+                                         resume=os.path.exists(checkpoint_path(out_set))))
+    except _Done:
+        pass
+    progress["settings"] = {k: v for k, v in vars(args).items() if k != "func"}
+    progress["config"] = method.synth.config
+    write_json(manifest_path, progress)
+
+
+def cmd_eval(args) -> None:
+    progress = json.load(open(os.path.join(args.run, MANIFEST)))
+    proto = get_protocol(args.protocol, epochs=args.epochs)
+    name = f"results_{proto.name}{'_' + args.split if args.split != 'test' else ''}.json"
+    out_path = os.path.join(args.run, name)
+    done = json.load(open(out_path))["rows"] if os.path.exists(out_path) else []
+    for snap in progress["snapshots"]:
+        if any(r["file"] == snap["file"] for r in done):
+            continue
+        synth = SynthSet.load(os.path.join(args.run, snap["file"]))
+        rep = evaluate(synth, protocol=proto, runs=args.runs, device=args.device, split=args.split, data_root=None)
+        res = rep.results["ConvNet"]
+        done.append({**snap, "mean": res.mean, "std": res.std, "runs": res.runs, "storage_bytes": synth.storage_bytes()})
+        write_json(out_path, {"run": args.run, "method": synth.method, "protocol": rep.protocol, "split": args.split,
+                              "rows": done})
+        print(f"{snap['file']}: {res.mean:.2f} ± {res.std:.2f} ({proto.name}, {args.split})", flush=True)
+
+
+def cmd_plot(args) -> None:
+    fig, ax = new_figure(figsize=(7, 4.5))
+    lines = ["| run | method | minutes | iteration | accuracy (%) | protocol | split |", "|---|---|---:|---:|---|---|---|"]
+    for run_dir in args.runs:
+        for path in sorted(glob.glob(os.path.join(run_dir, f"results_{args.protocol}*.json"))):
+            blob = json.load(open(path))
+            rows = sorted(blob["rows"], key=lambda r: r["minutes"])
+            label = f"{os.path.basename(os.path.normpath(run_dir))} ({blob['split']})"
+            ax.errorbar([r["minutes"] for r in rows], [r["mean"] for r in rows], yerr=[r["std"] for r in rows],
+                        marker="o", capsize=3, label=label)
+            lines += [f"| {os.path.basename(os.path.normpath(run_dir))} | {blob['method']} | {r['minutes']:.1f} | "
+                      f"{r['iteration']} | {r['mean']:.2f} ± {r['std']:.2f} | {blob['protocol']['name']} | "
+                      f"{blob['split']} |" for r in rows]
+    ax.set_xlabel("distillation minutes (this machine)")
+    ax.set_ylabel("accuracy (%) on the split in the legend")
+    ax.set_title(f"Accuracy vs distillation time, protocol {args.protocol}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    save_figure(fig, args.out)
+    write_text(os.path.splitext(args.out)[0] + ".md", "\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("distill")
+    d.add_argument("--method", required=True)
+    d.add_argument("--dataset", default="mnist5k")
+    d.add_argument("--ipc", type=int, default=10)
+    d.add_argument("--minutes", type=float, nargs="+", required=True)
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--model-args", default=None)
+    d.add_argument("--validation", type=float, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="auto")
+    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--out", required=True)
+    d.set_defaults(func=cmd_distill)
+    e = sub.add_parser("eval")
+    e.add_argument("run")
+    e.add_argument("--protocol", default="standard")
+    e.add_argument("--epochs", type=int, default=None)
+    e.add_argument("--runs", type=int, default=3)
+    e.add_argument("--split", default="test", choices=("test", "validation"))
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_eval)
+    g = sub.add_parser("plot")
+    g.add_argument("runs", nargs="+")
+    g.add_argument("--protocol", default="standard")
+    g.add_argument("--out", required=True)
+    g.set_defaults(func=cmd_plot)
+    args = p.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
