@@ -265,7 +265,46 @@ def bench_evaluator(device: torch.device, repeats: int) -> dict:
             "rows": rows, "speedup_vectorised_vs_sequential": rows[1]["seconds"] / rows[0]["seconds"]}
 
 
-SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory, "evaluator": bench_evaluator}
+POOL_SCHEDULES = {  # (pool, networks trained per iteration, steps each, real batch): IDM's official one first
+    "idm official (2 nets x 10 steps x 256)": dict(pool=100, pool_train_nets=2, pool_steps=10, pool_batch=256),
+    "1 net x 2 steps x 256": dict(pool=100, pool_train_nets=1, pool_steps=2, pool_batch=256),
+    "1 net x 1 step x 128": dict(pool=100, pool_train_nets=1, pool_steps=1, pool_batch=128),
+}
+
+
+def bench_pool(device: torch.device, repeats: int) -> dict:
+    """One outer iteration of plain DM against DM with a network pool (and factor 2, as IDM), on
+    CIFAR-10-shaped input, IPC 10, batch_real 256, ConvNet width 128. The variants are timed in turn
+    (A, B, C, A, B, C, ...) within one run, so machine noise hits them alike; medians and ratios."""
+    data = random_dataset()
+    variants = {"dm (fresh random network)": {}, "dm, factor 2": {"factor": 2},
+                **{f"dm, factor 2, pool: {k}": {"factor": 2, "ce_weight": 0.5, **v} for k, v in POOL_SCHEDULES.items()}}
+    methods = {}
+    for name, options in variants.items():
+        m = prepare("dm", data, 10, device=str(device), batch_real=256, iterations=1, **options)
+        m.synth = m.init()
+        for it in range(2):  # warm-up; the pool's members get trained once, so the regulariser is on
+            m.step(it)
+        methods[name] = m
+    times = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, m in methods.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            m.step(2 + r)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    base = statistics.median(times["dm (fresh random network)"])
+    rows = [{"variant": name, "seconds": statistics.median(t), "x_plain_dm": statistics.median(t) / base}
+            for name, t in times.items()]
+    return {"section": "pool", "input": "3x32x32, 10 classes, IPC 10, batch_real 256, ConvNet width 128, interleaved",
+            "rows": rows}
+
+
+SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory, "evaluator": bench_evaluator,
+            "pool": bench_pool}
 
 
 def print_table(result: dict) -> None:
