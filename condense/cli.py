@@ -109,7 +109,8 @@ def cmd_eval(args) -> int:
     grid = run_grid(args.sets, models=args.models, protocol=args.protocol, runs=args.runs, epochs=args.epochs,
                     seed=args.seed, reference=args.reference, log=_log(args) if dist.is_main() else None,
                     dataset=args.dataset, data_root=args.data_root, device=args.device, sequential=args.sequential,
-                    model_args=parse_json(args.model_args, "--model-args"), split=args.split)
+                    model_args=parse_json(args.model_args, "--model-args"), split=args.split,
+                    progress=not args.quiet and dist.is_main())
     if not dist.is_main():
         return 0
     _console().print(rich_table(grid))

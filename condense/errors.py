@@ -8,3 +8,7 @@ class CondenseError(Exception):
     """
 
     exit_code = 2
+
+
+class ImageSizeError(CondenseError):
+    """An architecture cannot take images of this size (``--models all`` skips it with a note)."""

@@ -173,3 +173,53 @@ def test_torchrun_two_ranks_match_one_rank(tmp_path, two_sets):
     for m in ("ConvNet", "MLP"):
         assert a["results"][m]["runs"] == b["results"][m]["runs"], m
         assert a["results"][m]["seeds"] == b["results"][m]["seeds"]
+
+
+def test_the_test_split_is_read_once_per_network_at_the_end(monkeypatch):
+    """Checkpoint curves are scored on the selection split; the test images reach only the final accuracy."""
+    import condense.evaluation.evaluator as ev
+
+    data = load_dataset("digits")
+    test_ptr = data.test_x.data_ptr()
+    real_fit, real_acc, events = ev.fit, ev.test_accuracy, []
+
+    def spy_fit(*args, test=None, **kw):
+        assert test is not None and test[0].data_ptr() != test_ptr and len(test[0]) != len(data.test_x)
+        events.append("fit")
+        return real_fit(*args, test=test, **kw)
+
+    def spy_acc(net, x, y, *a, **kw):
+        assert x.data_ptr() == test_ptr
+        events.append("test")
+        return real_acc(net, x, y, *a, **kw)
+
+    monkeypatch.setattr(ev, "fit", spy_fit)
+    monkeypatch.setattr(ev, "test_accuracy", spy_acc)
+    rep = evaluate(_set(1), protocol=Protocol(epochs=2, checkpoints=2), runs=3, device="cpu", dataset=data,
+                   model_args={"width": 8})
+    assert events == ["fit", "fit", "fit", "test", "test", "test"]  # every test pass after all training
+    assert rep.selection["split"].startswith("a fixed sample of the real training split")
+    assert [e for e, _ in rep.results["ConvNet"].curves[0]] == [1, 2]
+
+
+def test_overridden_protocols_get_a_derived_name_and_description():
+    base = get_protocol("standard")
+    short = get_protocol("standard", epochs=2)
+    assert short.name == "standard+epochs=2" and "300" not in short.description and "2 epochs" in short.description
+    assert short.digest() != base.digest() and get_protocol("standard", epochs=300) == base  # no change, same name
+    rep = evaluate(_set(1), protocol="fast", epochs=1, runs=1, device="cpu", model_args={"width": 8})
+    assert rep.protocol["name"] == "fast+epochs=1" and "1 epoch," in rep.protocol["description"]
+
+
+def test_models_all_skips_what_does_not_fit_with_a_note(tmp_path, capsys):
+    path = str(tmp_path / "s.h5")
+    _set(1).save(path)
+    code, _, err = _cli(capsys, "eval", path, "--models", "all", "--epochs", "1", "--runs", "1", "--device", "cpu",
+                        "--quiet", "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    rep = json.load(open(tmp_path / "r.json"))
+    assert set(rep["skipped"]) == {"LeNet", "VGG11"} and "16×16" in rep["skipped"]["LeNet"]
+    assert "LeNet" not in rep["results"] and "ConvNet" in rep["results"]
+    assert "skipped (images do not fit): LeNet" in open(tmp_path / "r.md").read()
+    code, _, err = _cli(capsys, "eval", path, "--models", "LeNet", "--epochs", "1", "--runs", "1", "--device", "cpu")
+    assert code == 2 and "16×16" in err  # named explicitly: refused, not skipped

@@ -4,24 +4,25 @@ Protocols are data (``eval/protocols/*.json``); ``standard`` is the DC/DM ``eval
 (Zhao et al. 2021, official VICO-UoE/DatasetCondensation ``utils.py``). The seeds of one
 architecture train together as one vectorised model on CUDA, unless ``sequential`` is asked or the
 architecture has BatchNorm; on CPU they train one by one (vmap's grouped convolutions measured
-slower there, see eval/README.md). The headline is the final model's accuracy; the best accuracy
-over the protocol's test checkpoints is recorded too, labelled as such, because MTT-style papers
-quote it.
+slower there, see eval/README.md). The headline is the final model's test accuracy; the test split is
+read once per network, at the end. The protocol's checkpoints score a selection split instead (the
+validation split held out of distillation, else a fixed training sample): nothing is chosen on test.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..augment import dsa_for
 from ..data import ImageDataset
 from ..device import resolve_device
-from ..errors import CondenseError
+from ..errors import CondenseError, ImageSizeError
 from ..models import create_model, list_models
 from ..seeding import seed_for
 from ..store import SynthSet
-from ..train import Labels, fit, vmap_blocker
+from ..train import Labels, fit, test_accuracy, vmap_blocker
 from .protocol import Protocol, from_dict, get_protocol
 from .real_data import real_data_for
 from .results import EvalReport, ModelResult
@@ -73,11 +74,30 @@ def labels_for(synth: SynthSet, targets: torch.Tensor, proto: Protocol, data: Im
     return Labels(hard), {"labels": "hard" if not synth.soft_labels else "hard (argmax of the stored soft labels)"}
 
 
+SELECTION_PER_CLASS = 100  # checkpoint passes read at most this many real images per class, never the test split
+
+
+def selection_split(data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The images the checkpoint curves (and any selection) are scored on: the validation split held out of
+    distillation when there is one, else a fixed sample of the training split, which the set may have seen."""
+    if data.val_x is not None:
+        return data.val_x, data.val_y, {"split": "validation, held out of distillation", "images": len(data.val_y)}
+    g = torch.Generator().manual_seed(0)
+    y = data.train_y.cpu()
+    rows = torch.cat([idx[torch.randperm(len(idx), generator=g)[:SELECTION_PER_CLASS]]
+                      for idx in (torch.nonzero(y == c).squeeze(1) for c in range(data.num_classes))]).sort().values
+    rows = rows.to(data.train_x.device)
+    return data.train_x[rows], data.train_y[rows], {
+        "split": f"a fixed sample of the real training split ({SELECTION_PER_CLASS} per class; distillation saw it)",
+        "images": len(rows)}
+
+
 def train_seeds(build: Callable[[], torch.nn.Module], seeds: Sequence[int], x: torch.Tensor, labels: Labels,
-                test: tuple[torch.Tensor, torch.Tensor], proto: Protocol, lr: float, dsa, vectorised: bool = True,
-                on_run: Optional[Callable[[int, dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
-    """One network per seed (``torch.manual_seed(seed)`` before building it), trained under ``proto``:
-    all together when ``vectorised`` and the architecture allows it, else one by one."""
+                select: tuple[torch.Tensor, torch.Tensor], proto: Protocol, lr: float, dsa, vectorised: bool = True,
+                on_epoch: Optional[Callable[[int, int], None]] = None) -> list[tuple[torch.nn.Module, dict[str, Any]]]:
+    """One network per seed (``torch.manual_seed(seed)`` before building it), trained under ``proto``: all together
+    when ``vectorised`` and the architecture allows it, else one by one. Checkpoint curves are scored on
+    ``select``; returns (trained network, outcome) per seed. ``on_epoch(seed index, epoch)`` follows progress."""
     models = []
     for s in seeds:
         torch.manual_seed(s)
@@ -85,14 +105,12 @@ def train_seeds(build: Callable[[], torch.nn.Module], seeds: Sequence[int], x: t
     recipe = proto.recipe(lr)
     together = vectorised and len(seeds) > 1 and vmap_blocker(models[0]) is None
     groups = [list(range(len(seeds)))] if together else [[i] for i in range(len(seeds))]
-    out: list[dict[str, Any]] = []
+    out = []
     for group in groups:
         done = fit([models[i] for i in group], [torch.Generator().manual_seed(seeds[i]) for i in group], x, labels,
-                   recipe, dsa=dsa, test=test, vectorised=together)
-        for i, o in zip(group, done):
-            out.append({**o, "seed": seeds[i]})
-            if on_run:
-                on_run(i, out[-1])
+                   recipe, dsa=dsa, test=select, vectorised=together,
+                   on_epoch=(lambda e, _loss, g=group: [on_epoch(i, e) for i in g]) if on_epoch else None)
+        out += [(models[i], {**o, "seed": seeds[i]}) for i, o in zip(group, done)]
     return out
 
 
@@ -101,26 +119,29 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
              dataset: Union[None, str, ImageDataset] = None, data_root: Optional[str] = None,
              device: str = "auto", seed: int = 0, set_name: str = "", sequential: Optional[bool] = None,
              model_args: Optional[dict[str, Any]] = None, jobs: Optional[Sequence[tuple[str, int]]] = None,
-             split: str = "test",
-             on_run: Optional[Callable[[str, int, dict[str, Any]], None]] = None,
+             split: str = "test", progress: bool = False,
              log: Optional[Callable[[str], None]] = None) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
 
-    Run r of every architecture and every set uses the seed ``seed_for("eval_run", seed, r)``.
-    ``jobs`` restricts the work to some (model, run index) pairs (torchrun sharding); the report then
-    holds only those runs, also listed under ``jobs``. ``split="validation"`` scores on the validation
-    split the set was distilled without, for selections; the headline is always the test split.
+    The test split is read once per network, after its training; the checkpoint curves use the selection
+    split (``selection_split``). Run r of every architecture and every set uses the seed
+    ``seed_for("eval_run", seed, r)``. ``jobs`` restricts the work to some (model, run index) pairs
+    (torchrun sharding); the report then holds only those runs, also listed under ``jobs``.
+    ``split="validation"`` scores on the validation split the set was distilled without, for selections.
+    ``progress`` shows a bar per run with its epoch.
     """
     proto = resolve_protocol(protocol, epochs)
     runs = proto.runs if runs is None else runs
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise CondenseError(f"Runs must be a positive number, got {runs}.")
+    grid = isinstance(models, str) and models.strip() == "all"  # every architecture that accepts the images
     models = resolve_models(models)
     dev = resolve_device(device)
     why_sequential = "asked"
     if sequential is None:  # vmap turns convs into grouped convs: measured slower on CPU, so GPU only
         sequential, why_sequential = dev.type != "cuda", "CPU default"
     data = real_data_for(synth, dataset, data_root, dev, split=split)
+    select_x, select_y, selection = selection_split(data)
     images, targets = synth.decode()
     labels, label_info = labels_for(synth, targets, proto, data, dev, set_name, log)
     train_x = images.detach().to(dev)
@@ -131,29 +152,44 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     wanted = None if jobs is None else {(m, r) for m, r in jobs}
     results: dict[str, ModelResult] = {}
     job_results: list[dict[str, Any]] = []
-    for model_name in models:
-        idx = [r for r in range(runs) if wanted is None or (model_name, r) in wanted]
-        if not idx:
-            continue
+    skipped: dict[str, str] = {}
+    for model_name in list(models):
+        try:
+            create_model(model_name, c, data.num_classes, (h, w), **(model_args or {}))
+        except ImageSizeError as err:
+            if not grid:
+                raise
+            skipped[model_name] = str(err)
+            models.remove(model_name)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), disable=not progress, transient=True) as bar:
+        for model_name in models:
+            idx = [r for r in range(runs) if wanted is None or (model_name, r) in wanted]
+            if not idx:
+                continue
 
-        def build(name=model_name):
-            return create_model(name, c, data.num_classes, (h, w), **(model_args or {}))
+            def build(name=model_name):
+                return create_model(name, c, data.num_classes, (h, w), **(model_args or {}))
 
-        blocker = vmap_blocker(build())
-        outcomes = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (data.test_x, data.test_y), proto,
-                               lr, dsa, vectorised=not sequential,
-                               on_run=(lambda i, o, name=model_name: on_run(name, idx[i], o)) if on_run else None)
-        trainer = ("vectorised" if outcomes[0]["vectorised"] else
-                   f"sequential ({why_sequential if sequential else 'one run' if len(idx) == 1 else blocker})")
-        results[model_name] = ModelResult.from_runs(outcomes, trainer)
-        job_results += [{"model": model_name, "run": r, **_percent(o)} for r, o in zip(idx, outcomes)]
+            tasks = [bar.add_task(f"{set_name or synth.method} {model_name} run {r + 1}/{runs}", total=proto.epochs)
+                     for r in idx]
+            blocker = vmap_blocker(build())
+            trained = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (select_x, select_y), proto, lr,
+                                  dsa, vectorised=not sequential,
+                                  on_epoch=lambda i, e: bar.update(tasks[i], completed=e) if progress else None)
+            outcomes = [{**o, "final": test_accuracy(net, data.test_x, data.test_y)} for net, o in trained]
+            trainer = ("vectorised" if outcomes[0]["vectorised"] else
+                       f"sequential ({why_sequential if sequential else 'one run' if len(idx) == 1 else blocker})")
+            results[model_name] = ModelResult.from_runs(outcomes, trainer)
+            job_results += [{"model": model_name, "run": r, **_percent(o)} for r, o in zip(idx, outcomes)]
     return EvalReport(set=set_name, dataset=data.name, method=synth.method, ipc=synth.ipc,
                       images=int(synth.images.shape[0]), lr=lr, seed=seed, seeds=seeds, model_args=model_args or {},
                       labels=label_info["labels"], teacher=label_info.get("teacher"),
                       protocol={**proto.to_dict(), "hash": proto.digest()}, results=results,
-                      jobs=job_results if jobs is not None else None, validation=data.validation, split=split)
+                      jobs=job_results if jobs is not None else None, validation=data.validation, split=split,
+                      selection=selection, skipped=skipped or None)
 
 
 def _percent(o: dict[str, Any]) -> dict[str, Any]:
-    return {"seed": o["seed"], "final": 100 * o["final"], "best": 100 * o["best"],
-            "curve": [(e, 100 * a) for e, a in o["curve"]], "loss_curve": o["loss_curve"], "seconds": o["seconds"]}
+    return {"seed": o["seed"], "final": 100 * o["final"], "curve": [(e, 100 * a) for e, a in o["curve"]],
+            "loss_curve": o["loss_curve"], "seconds": o["seconds"]}

@@ -20,13 +20,14 @@ from .results import EvalReport, GridReport, ModelResult
 REFERENCES = ("full", "random")
 
 
-def evaluate_sharded(synth: SynthSet, *, models: Sequence[str], runs: int, **kwargs: Any) -> EvalReport:
-    """``evaluate`` with its jobs split across torchrun ranks; the merged report on every rank."""
+def evaluate_sharded(synth: SynthSet, *, models: Any, names: Sequence[str], runs: int, **kwargs: Any) -> EvalReport:
+    """``evaluate`` with its jobs split across torchrun ranks; the merged report on every rank. ``models`` as
+    the user gave them ("all" skips architectures that do not fit the images), ``names`` resolved."""
     if dist.world() == 1:
         return evaluate(synth, models=models, runs=runs, **kwargs)
-    jobs = [(m, r) for m in models for r in range(runs)]
+    jobs = [(m, r) for m in names for r in range(runs)]
     part = evaluate(synth, models=models, runs=runs, jobs=dist.shard(jobs), **kwargs)
-    merged = merge_jobs(dist.gather(part), models)
+    merged = merge_jobs(dist.gather(part), names)
     merged.world = dist.world()
     return merged
 
@@ -37,8 +38,10 @@ def merge_jobs(parts: Sequence[EvalReport], models: Sequence[str]) -> EvalReport
     results = {}
     for m in models:
         mine = [j for j in jobs if j["model"] == m]
+        if not mine:  # skipped: the architecture does not accept the images
+            continue
         trainers = {p.results[m].trainer for p in parts if m in p.results}
-        results[m] = ModelResult(runs=[j["final"] for j in mine], best_runs=[j["best"] for j in mine],
+        results[m] = ModelResult(runs=[j["final"] for j in mine],
                                  curves=[j["curve"] for j in mine], loss_curves=[j["loss_curve"] for j in mine],
                                  seconds=[j["seconds"] for j in mine], seeds=[j["seed"] for j in mine],
                                  trainer=" / ".join(sorted(trainers)))
@@ -74,7 +77,7 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
     """
     if reference and reference not in REFERENCES:
         raise CondenseError(f"Unknown reference '{reference}'; choose one of: {', '.join(REFERENCES)}.")
-    models = resolve_models(models)
+    names = resolve_models(models)
     proto = resolve_protocol(protocol, epochs)
     runs = proto.runs if runs is None else runs
     sets = [(p, SynthSet.load(p)) for p in paths]
@@ -89,15 +92,15 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
         for path, synth in sets:
             if log:
                 log(f"Evaluating {path} ({', '.join(models)}; {runs} seeds; protocol {proto.name})")
-            reports.append(evaluate_sharded(synth, models=models, runs=runs, protocol=proto, seed=seed,
+            reports.append(evaluate_sharded(synth, models=models, names=names, runs=runs, protocol=proto, seed=seed,
                                             set_name=path, log=log, **kwargs))
-        grid = GridReport(protocol=reports[0].protocol, models=models, sets=reports)
+        grid = GridReport(protocol=reports[0].protocol, models=list(reports[0].results), sets=reports)
         if reference:
             ref = reference_set(reference, sets[0][1], kwargs.get("dataset"), kwargs.get("data_root"),
                                 kwargs["device"], seed, kwargs.get("split", "test"))
             if log:
                 log(f"Reference row: {reference} ({ref.images.shape[0]} real images)")
-            grid.reference = evaluate_sharded(ref, models=models, runs=runs, protocol=proto, seed=seed,
+            grid.reference = evaluate_sharded(ref, models=models, names=names, runs=runs, protocol=proto, seed=seed,
                                               set_name=f"reference: {reference}", log=log, **kwargs)
             grid.reference.reference = True
     return grid

@@ -57,7 +57,7 @@ class Protocol:
     mixup: float = 0.0             # Beta(a, a) mixup of images and targets; 0 = off (soft / teacher only)
     teacher: Optional[TeacherSpec] = None
     runs: int = 5                  # default number of seeds
-    checkpoints: int = 10          # test evaluations spread over training, for the "best" figure and curves
+    checkpoints: int = 10          # selection-split evaluations spread over training (the curves); never the test split
 
     def recipe(self, lr: float) -> TrainRecipe:
         """The training recipe at learning rate ``lr`` (the protocol's, or a set's learned one)."""
@@ -153,9 +153,32 @@ def load_protocol(path: str | Path) -> Protocol:
 
 def get_protocol(name: str, **overrides: Any) -> Protocol:
     """A named (or .json) protocol with ``overrides`` (None values ignored) applied and re-checked."""
-    base = load_protocol(_find(name))
+    return derive(load_protocol(_find(name)), **overrides)
+
+
+def describe(p: Protocol) -> str:
+    """The recipe in words, generated from the settings (what an overridden protocol is described by)."""
+    optimiser = f"SGD momentum {p.momentum:g}" if p.optimizer == "sgd" else "AdamW"
+    schedule = {"step": f"lr x{p.decay_factor:g} once after epoch {p.epochs // 2}", "cosine": "cosine schedule",
+                "constant": "constant lr"}[p.schedule]
+    labels = {"hard": "hard labels", "soft": f"the set's soft labels (T = {p.temperature:g})",
+              "teacher": f"a {p.teacher.model if p.teacher else ''} teacher relabelling every batch (T = {p.temperature:g})"}
+    return (f"{optimiser}, wd {p.weight_decay:g}, lr {p.lr:g}{' or the set' + chr(39) + 's learned lr' if p.use_learned_lr else ''}"
+            f", batch {p.batch_size}, {schedule}, {'non-siamese DSA' if p.augment == 'dsa' else 'no augmentation'}"
+            f"{f', mixup {p.mixup:g}' if p.mixup else ''}, {labels[p.labels]}, {p.epochs} epoch{'s' * (p.epochs != 1)}, {p.runs} run{'s' * (p.runs != 1)}.")
+
+
+def derive(base: Protocol, **overrides: Any) -> Protocol:
+    """``base`` with ``overrides`` (None values ignored): a changed recipe gets a derived name such as
+    ``standard+epochs=2`` and a description generated from its settings, so it is never shown as ``base``."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if not overrides:
+    merged = from_dict({**base.to_dict(), **overrides, "teacher": overrides.get("teacher", base.teacher)},
+                       where=f"Protocol '{base.name}'")
+    changed = {k: getattr(merged, k) for k in overrides if getattr(merged, k) != getattr(base, k)}
+    if not changed:
         return base
-    return from_dict({**base.to_dict(), **overrides, "teacher": overrides.get("teacher", base.teacher)},
-                     where=f"Protocol '{base.name}'")
+    name = base.name + "+" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in sorted(changed.items()) if k != "teacher")
+    if "teacher" in changed:
+        name += f"{',' if name[-1] != '+' else ''}teacher={merged.teacher.model}"
+    return dataclasses.replace(merged, name=name, description=f"{base.name} changed: {describe(merged)}")

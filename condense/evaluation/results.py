@@ -26,8 +26,8 @@ class ModelResult:
     """One architecture's runs on one set."""
 
     runs: list[float]                                  # final test accuracy per run (the headline)
-    best_runs: list[float] = field(default_factory=list)  # max over test checkpoints: labelled, never the headline
-    curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    best_runs: list[float] = field(default_factory=list)  # results of earlier versions only: max over test checkpoints
+    curves: list[list[tuple[int, float]]] = field(default_factory=list)  # selection-split accuracy at checkpoints
     loss_curves: list[list[tuple[int, float]]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
@@ -42,16 +42,16 @@ class ModelResult:
     @classmethod
     def from_runs(cls, outcomes: Sequence[dict[str, Any]], trainer: str = "") -> "ModelResult":
         """From ``train.fit`` outcomes (fractions, plus "seed") to percent."""
-        return cls(runs=[100 * o["final"] for o in outcomes], best_runs=[100 * o["best"] for o in outcomes],
+        return cls(runs=[100 * o["final"] for o in outcomes],
                    curves=[[(e, 100 * a) for e, a in o["curve"]] for o in outcomes],
                    loss_curves=[o["loss_curve"] for o in outcomes], seconds=[o["seconds"] for o in outcomes],
                    seeds=[o["seed"] for o in outcomes], trainer=trainer)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std, "runs": self.runs, "best_mean": self.best_mean,
-                "best_std": self.best_std,
-                "best_runs": self.best_runs, "curves": self.curves, "loss_curves": self.loss_curves,
-                "seconds": self.seconds, "seeds": self.seeds, "trainer": self.trainer}
+        best = {"best_mean": self.best_mean, "best_std": self.best_std, "best_runs": self.best_runs} \
+            if self.best_runs else {}
+        return {"mean": self.mean, "std": self.std, "runs": self.runs, **best, "curves": self.curves,
+                "loss_curves": self.loss_curves, "seconds": self.seconds, "seeds": self.seeds, "trainer": self.trainer}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ModelResult":
@@ -82,6 +82,8 @@ class EvalReport:
     world: Optional[int] = None
     validation: Optional[dict[str, Any]] = None  # the validation split any selection used (None: nothing selected)
     split: str = "test"                # the real split that scored the runs: test, or validation (for selection)
+    selection: Optional[dict[str, Any]] = None  # the split the checkpoint curves were scored on
+    skipped: Optional[dict[str, str]] = None    # architectures of --models all that do not accept the images, and why
     reference: bool = False            # a reference row (full data or random subset), not a set under study
 
     @property
@@ -93,7 +95,7 @@ class EvalReport:
                "lr": self.lr, "seed": self.seed, "seeds": self.seeds, "model_args": self.model_args,
                "labels": self.labels, "protocol": self.protocol,
                "results": {m: r.to_json() for m, r in self.results.items()}}
-        for key in ("teacher", "jobs", "world", "validation"):
+        for key in ("teacher", "jobs", "world", "validation", "selection", "skipped"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.split != "test":
@@ -107,7 +109,7 @@ class EvalReport:
                    seeds=list(d.get("seeds", [])), protocol=dict(d["protocol"]),
                    results={m: ModelResult.from_json(r) for m, r in d["results"].items()},
                    labels=d.get("labels", "hard"), teacher=d.get("teacher"), model_args=d.get("model_args") or {},
-                   jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), split=d.get("split", "test"),
+                   jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), split=d.get("split", "test"), selection=d.get("selection"), skipped=d.get("skipped"),
                    reference=reference)
 
 

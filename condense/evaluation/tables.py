@@ -16,26 +16,23 @@ def row_name(report: EvalReport) -> str:
 def title(grid: GridReport) -> str:
     p = grid.protocol
     runs = len(next(iter(grid.sets[0].results.values())).runs)
-    return (f"Test accuracy (%), protocol '{p['name']}' [{p['hash']}] ({p['epochs']} epochs), "
-            f"mean ± std over {runs} seeds")
+    spread = f"mean ± std over {runs} seeds" if runs > 1 else "one seed"
+    return (f"{grid.sets[0].split.capitalize()} accuracy (%), protocol '{p['name']}' [{p['hash']}] "
+            f"({p['epochs']} epoch{'s' * (p['epochs'] != 1)}), {spread}")
+
+
+def cell(r) -> str:
+    return f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
 
 
 def rich_table(grid: GridReport) -> Table:
-    best = len(grid.models) == 1  # a single architecture has room for the best-checkpoint column
     table = Table(title=escape(title(grid)))  # the [hash] is not rich markup
     table.add_column("set")
     for m in grid.models:
         table.add_column(m, justify="right")
-        if best:
-            table.add_column(f"{m} best-ckpt", justify="right", style="dim")
     for rep in grid.rows:
-        cells = []
-        for m in grid.models:
-            r = rep.results[m]
-            cells.append(f"{r.mean:.2f} ± {r.std:.2f}")
-            if best:
-                cells.append(f"{r.best_mean:.2f} ± {r.best_std:.2f}")
-        table.add_row(row_name(rep), *cells, style="italic" if rep.reference else None)
+        table.add_row(row_name(rep), *(cell(rep.results[m]) for m in grid.models),
+                      style="italic" if rep.reference else None)
     return table
 
 
@@ -45,13 +42,14 @@ def markdown(grid: GridReport) -> str:
              "| set | method | IPC | " + " | ".join(grid.models) + " |",
              "|---|---|---:|" + "---:|" * len(grid.models)]
     for rep in grid.rows:
-        cells = [f"{rep.results[m].mean:.2f} ± {rep.results[m].std:.2f}" for m in grid.models]
+        cells = [cell(rep.results[m]) for m in grid.models]
         lines.append(f"| {row_name(rep)} | {rep.method} | {rep.ipc} | " + " | ".join(cells) + " |")
     trainers = ", ".join(f"{m}: {first.results[m].trainer}" for m in grid.models)
-    best = "; ".join(f"{row_name(rep)} " + ", ".join(f"{m} {rep.results[m].best_mean:.2f}"
-                                                      for m in grid.models) for rep in grid.rows)
     lines += ["", f"- protocol `{p['name']}` hash `{p['hash']}`: {p['description']}",
-              f"- seeds: {first.seeds}; dataset: {first.dataset}; labels: {first.labels}",
+              f"- seeds: {first.seeds}; dataset: {first.dataset}; labels: {first.labels}; scored on the "
+              f"{first.split} split, read once per network at the end of its training",
+              f"- checkpoint curves: {(first.selection or {}).get('split', 'the test split (an earlier version)')}",
               f"- trainer: {trainers}",
-              f"- best-checkpoint means (max over test checkpoints, not the headline): {best}", ""]
+              *([f"- skipped (images do not fit): " + "; ".join(f"{m}: {why.rstrip('.')}" for m, why in first.skipped.items())]
+                if first.skipped else []), ""]
     return "\n".join(lines)

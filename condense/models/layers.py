@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from ..errors import CondenseError
+from ..errors import CondenseError, ImageSizeError
 
 # 'instance' is GroupNorm(C, C) as in the official DC/DM/MTT code: per-sample statistics, no running
 # buffers, so it behaves the same in train/eval and works under vmap. 'layer' is the official
@@ -87,7 +87,7 @@ def check_min_size(model: str, image_size: tuple[int, int], final_side: Callable
         return
     minimum = 1 + max(s for s in range(1, 4097) if final_side(s) < 1)
     h, w = image_size
-    raise CondenseError(f"{model} needs images of at least {minimum}×{minimum} pixels, got {h}×{w}.")
+    raise ImageSizeError(f"{model} needs images of at least {minimum}×{minimum} pixels, got {h}×{w}.")
 
 
 def check_pos_int(value: Any, name: str) -> None:
