@@ -1,8 +1,10 @@
+import re
+
 from setuptools import find_packages, setup
 
 setup(
     name="condense",
-    version=open("condense/version.py", encoding="utf-8").read().split('"')[1],
+    version=re.search(r'__version__ = "([^"]+)"', open("condense/version.py", encoding="utf-8").read()).group(1),
     description="Dataset distillation toolkit: synthesize, evaluate and audit tiny synthetic training sets.",
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
