@@ -12,11 +12,26 @@ from typing import Any, Iterator, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 
+from .errors import CondenseError
+
 T = TypeVar("T")
 
 
+def env_int(name: str, default: int, low: int = 0) -> int:
+    """A torchrun variable as an integer >= ``low``; a malformed one is one sentence."""
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise CondenseError(f"The environment variable {name} must be a whole number >= {low} (torchrun sets it), "
+                            f"got {raw!r}.")
+    return value
+
+
 def launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return env_int("WORLD_SIZE", 1, 1) > 1
 
 
 def init() -> bool:
@@ -26,12 +41,18 @@ def init() -> bool:
     """
     if not launched() or dist.is_initialized():
         return False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl")
-    else:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
-        dist.init_process_group(backend="gloo")
+    env_int("RANK", 0)
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(env_int("LOCAL_RANK", 0))
+            dist.init_process_group(backend="nccl")
+        else:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // env_int("WORLD_SIZE", 1, 1)))
+            dist.init_process_group(backend="gloo")
+    except (ValueError, RuntimeError) as err:  # e.g. WORLD_SIZE set by hand, without torchrun's rendezvous
+        raise CondenseError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but the torchrun process group cannot be "
+                            f"joined ({str(err).splitlines()[0].rstrip('.')}); launch with torchrun or unset "
+                            f"WORLD_SIZE.") from None
     return True
 
 
@@ -57,13 +78,13 @@ def world() -> int:
 
 def is_main() -> bool:
     """Rank 0, also before joining and after leaving the group (from torchrun's RANK)."""
-    return (rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))) == 0
+    return (rank() if dist.is_initialized() else env_int("RANK", 0)) == 0
 
 
 def device_name(requested: str) -> str:
     """Each rank on its own GPU under nccl; CPU/other requests unchanged."""
     if requested in ("auto", "cuda") and dist.is_initialized() and torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        return f"cuda:{env_int('LOCAL_RANK', 0)}"
     return requested
 
 

@@ -5,7 +5,7 @@ version 2 fixes the extension points methods build on, so none invents its own: 
 (hard, probabilities, logits, relabel, regression), a ``decoder`` that :meth:`SynthSet.decode`
 applies (identity, or IDC's multi-formation) with its arrays in the group ``decoder/``,
 ``source_indices`` for subsets of the source training split, and ``dataset_fingerprint``.
-Version-1 files still load. Saving goes through :func:`condense.io.atomic_write`. Loading checks
+Version-1 files still load. Saving goes through :func:`condense.io.write_hdf5`. Loading checks
 the metadata of every dataset before reading any array; any problem is one CondenseError sentence.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import operator
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -25,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CondenseError
-from .io import atomic_write
+from .fields import INT64, fits
+from .io import unreadable, write_hdf5
 from .version import __version__
 
 FORMAT_VERSION = 2
@@ -42,14 +44,44 @@ LABEL_KINDS = tuple(_LABEL_LAYOUT)
 _DECODER_DTYPES = ("float32", "float16", "int64", "int32", "uint8")
 _IDENTITY = {"kind": "identity"}
 
-# Attributes and how to parse them; the version-2 ones do not exist in version 1.
+def _integer(v: Any) -> int:
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(v)
+    return operator.index(v)  # ints of any width, never a float or a string
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(v)
+    return float(v)
+
+
+def _string(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(v)
+    return v
+
+
+def _json(hint: Any) -> Callable[[Any], Any]:
+    """Parse a JSON attribute and insist on its type (``Any`` when a later check looks inside)."""
+    def parse(v: Any) -> Any:
+        value = json.loads(_string(v))
+        if not fits(value, hint):
+            raise TypeError(value)
+        return value
+    return parse
+
+
+# Attributes and how to parse them (each parser raises ValueError or TypeError on a wrong type); the
+# version-2 ones do not exist in version 1.
 _ATTRS: dict[str, Callable[[Any], Any]] = {
-    "dataset": str, "num_classes": int, "class_names": json.loads, "image_shape": json.loads,
-    "mean": lambda v: tuple(json.loads(v)), "std": lambda v: tuple(json.loads(v)), "method": str,
-    "config": json.loads, "seed": int, "iterations_done": int, "created": str, "versions": json.loads}
+    "dataset": _string, "num_classes": _integer, "class_names": _json(list[str]), "image_shape": _json(list[int]),
+    "mean": lambda v: tuple(_json(list[float])(v)), "std": lambda v: tuple(_json(list[float])(v)),
+    "method": _string, "config": _json(dict), "seed": _integer, "iterations_done": _integer, "created": _string,
+    "versions": _json(dict[str, str])}
 _ATTRS_V2: dict[str, Callable[[Any], Any]] = {
-    "label_kind": str, "label_temperature": float, "relabel_network": json.loads, "decoder": json.loads,
-    "dataset_fingerprint": str}
+    "label_kind": _string, "label_temperature": _number, "relabel_network": _json(Any), "decoder": _json(Any),
+    "dataset_fingerprint": _string}
 
 
 def _library_versions() -> dict[str, str]:
@@ -269,15 +301,14 @@ class SynthSet:
             "checksum": checksum(arrays, _signed_header(self)),
         }
 
-        def write(tmp: str) -> None:
-            with h5py.File(tmp, "w") as f:
-                f.create_group("decoder")
-                for name, arr in arrays.items():
-                    f.create_dataset(name, data=arr)
-                for key, value in attrs.items():
-                    f.attrs[key] = value
+        def fill(f: h5py.File) -> None:
+            f.create_group("decoder")
+            for name, arr in arrays.items():
+                f.create_dataset(name, data=arr)
+            for key, value in attrs.items():
+                f.attrs[key] = value
 
-        atomic_write(path, write)
+        write_hdf5(path, fill)
         return path
 
     @classmethod
@@ -350,11 +381,22 @@ def validate(s: SynthSet, where: str = "the synthetic set") -> None:
         raise CondenseError(f"{where} has negative source_indices; they are rows of the source training split.")
     if not isinstance(s.dataset_fingerprint, str):
         raise CondenseError(f"{where} has a dataset_fingerprint that is not a string.")
+    for name in ("seed", "iterations_done", "num_classes"):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not -INT64 - 1 <= v <= INT64:
+            raise CondenseError(f"{where} has {name} {v!r}; expected an integer that fits in 64 bits.")
+    if s.num_classes < 1 or s.iterations_done < 0:
+        raise CondenseError(f"{where} has num_classes {s.num_classes} and iterations_done {s.iterations_done}; "
+                            f"expected at least 1 and 0.")
+    if not (fits(list(s.class_names), list[str]) and isinstance(s.config, dict) and isinstance(s.versions, dict)):
+        raise CondenseError(f"{where} needs class_names as a list of strings and config and versions as dicts.")
     if len(s.class_names) != s.num_classes:
         raise CondenseError(f"{where} names {len(s.class_names)} classes but has num_classes={s.num_classes}.")
     channels = s.images.shape[1]
     if len(s.mean) != channels or len(s.std) != channels:
         raise CondenseError(f"{where} has mean/std for {len(s.mean)} channels but images have {channels}.")
+    if not (fits(list(s.mean), list[float]) and fits(list(s.std), list[float]) and min(s.std) > 0):
+        raise CondenseError(f"{where} has mean {s.mean} and std {s.std}; expected finite numbers, std > 0.")
     for name, t in s._tensors().items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CondenseError(f"{where} contains NaN or infinite values in '{name}'.")
@@ -394,19 +436,23 @@ def load(path: str) -> SynthSet:
         raise CondenseError(f"SynthSet file {path} does not exist.")
     try:
         f = h5py.File(path, "r")
-    except OSError:
-        raise CondenseError(f"{path} is not a readable HDF5 file (corrupt or truncated?).") from None
+    except OSError as err:
+        raise (unreadable(path, err, "SynthSet file") or
+               CondenseError(f"{path} is not a readable HDF5 file (corrupt or truncated?).")) from None
     try:
         with f:
             version = _attr(f, "format_version", path)
-            if version not in (1, 2):
+            if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
+                    or version not in (1, 2):
                 raise CondenseError(f"{path} has SynthSet format version {version}; this condense reads "
                                     f"versions 1 and {FORMAT_VERSION}.")
-            try:
-                meta = {key: parse(_attr(f, key, path)) for key, parse in
-                        {**_ATTRS, **(_ATTRS_V2 if version > 1 else {})}.items()}
-            except (ValueError, TypeError):
-                raise CondenseError(f"{path} is not a valid SynthSet file: its metadata cannot be parsed.") from None
+            meta = {}
+            for key, parse in {**_ATTRS, **(_ATTRS_V2 if version > 1 else {})}.items():
+                try:
+                    meta[key] = parse(_attr(f, key, path))
+                except (ValueError, TypeError):
+                    raise CondenseError(f"{path} is not a valid SynthSet file: its metadata cannot be parsed "
+                                        f"(attribute '{key}' is malformed or of the wrong type).") from None
             stored_checksum = str(_attr(f, "checksum", path))
             datasets = _datasets(f, version, path)
             kind = meta.get("label_kind") or ("hard" if datasets["labels"].ndim == 1 else "logits")  # v1: layout only

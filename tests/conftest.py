@@ -1,3 +1,6 @@
+import os
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -15,3 +18,34 @@ def tiny_set():
     return SynthSet(images=torch.randn(6, 1, 8, 8, generator=g), labels=torch.arange(3).repeat_interleave(2),
                     dataset="digits", num_classes=3, class_names=["a", "b", "c"], mean=(0.5,), std=(0.25,),
                     method="test", config={"note": "tiny"}, seed=7, iterations_done=3)
+
+
+@pytest.fixture(scope="module")
+def shared_tmp():
+    """A temporary folder every user can enter (pytest's own are 0700), for tests run as an unprivileged user."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="condense-test-")
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def unprivileged():
+    """The body runs without root's override of file permissions (as 'nobody' when we are root), so that
+    chmod-ed files and read-only folders refuse access as they would for any user."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.fixture
+def nobody():
+    return unprivileged

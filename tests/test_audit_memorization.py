@@ -112,7 +112,7 @@ def test_min_distance_resume_is_bit_exact(tmp_path):
 
 @pytest.mark.parametrize("d", [-1.0, float("nan"), float("inf")])
 def test_min_distance_bad_values(d):
-    with pytest.raises(CondenseError, match="must be a positive number"):
+    with pytest.raises(CondenseError, match="'min_distance' must be a finite number ≥ 0"):
         distill("dm", "digits", 2, iterations=1, min_distance=d, **TINY)
 
 
@@ -143,7 +143,7 @@ def _one_sentence(capsys, argv, *needles):
 @pytest.mark.parametrize("extra, needles", [
     (["--checks", "nosuchcheck"], ["Unknown audit check 'nosuchcheck'"]),
     (["--dataset", "mnist5k"], ["distilled from 'digits'", "own training data"]),
-    (["--set", "k=1"], ["k >= 2"]),
+    (["--set", "k=1"], ["'k' must be an integer ≥ 2"]),
     (["--set", "flag_space=colour"], ["flag_space"]),
     (["--set", "ssim_window=4"], ["odd"]),
     (["--feature-weights", "/nonexistent/w.pt", "--set", "feature_model_args={\"width\": 8}"], ["does not exist"]),

@@ -100,10 +100,10 @@ def test_validation_split_is_held_out_of_distillation_and_scores_selections(tmp_
 
 
 @pytest.mark.parametrize("options, needle", [
-    ({"factor": 0}, "factor must be a whole number"),
+    ({"factor": 0}, "'factor' must be an integer ≥ 1"),
     ({"factor": 2, "min_distance": 1.0}, "does not combine with a multi-formation factor"),
     ({"pool": 2, "pool_steps": 0}, "pool_steps"),
-    ({"pool": 2, "pool_lr": -1.0}, "pool_lr > 0"),
+    ({"pool": 2, "pool_lr": -1.0}, "'pool_lr' must be a finite number > 0"),
 ])
 def test_bad_fast_convergence_options_are_one_sentence(options, needle):
     with pytest.raises(CondenseError, match=needle):

@@ -107,7 +107,7 @@ def test_failed_save_keeps_the_earlier_file(tmp_path, tiny_set, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(h5py.Group, "create_dataset", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(CondenseError, match="Cannot write .*s.h5: disk full"):
         tiny_set.save(path)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["s.h5"]  # no temp file left behind

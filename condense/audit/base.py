@@ -16,6 +16,7 @@ import torch
 
 from ..data import ImageDataset
 from ..errors import CondenseError
+from ..fields import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, Range, check_fields
 from ..seeding import generator, seed_for
 from ..store import SynthSet
 
@@ -77,9 +78,25 @@ def get_check(name: str) -> CheckSpec:
     return CHECKS[name]
 
 
+# The range of every check option that has one, by field name (types come from the config dataclasses);
+# rules that tie options together stay in each config's validate().
+RANGES = {
+    **dict.fromkeys(("feature_batch", "worst_pairs", "population", "epochs", "full_epochs", "iterations",
+                     "target_width", "target_depth", "target_steps", "attack_iterations", "ssim_shortlist",
+                     "grid_pairs"), AT_LEAST_1),
+    **dict.fromkeys(("ssim_window", "feature_epochs", "real_size", "target_lr", "attack_lr"), NON_NEGATIVE),
+    **dict.fromkeys(("near_copy_ratio", "near_copy_ssim", "review_ssim", "rmia_a", "ssim_low", "ssim_high"), UNIT),
+    **dict.fromkeys(("feature_lr", "rmia_gamma", "candidates_factor"), POSITIVE),
+    "k": Range(2),  # shadows and canaries (also >= 2) are refused by MIAConfig.validate, naming the CLI flags
+    "near_copy_percentile": Range(0, 100),
+}
+
+
 def build_config(spec: CheckSpec, options: dict[str, Any]) -> Any:
-    """The check's config from the options that name its fields (others belong to other checks)."""
+    """The check's config from the options that name its fields (others belong to other checks), each
+    checked against its field's type and ``RANGES`` first."""
     names = {f.name for f in dataclasses.fields(spec.config_cls)}
+    check_fields(spec.config_cls, options, RANGES, f"Audit check '{spec.name}'")
     cfg = spec.config_cls(**{k: v for k, v in options.items() if k in names})
     validate = getattr(cfg, "validate", None)
     if validate:

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,7 @@ import torch
 from ..errors import CondenseError
 from ..feature_net import feature_network
 from ..figures import new_figure, save_figure
+from ..io import write_text
 from ..models import create_model, save_network
 from ..neighbours import NeighbourIndex
 from ..store import SynthSet
@@ -81,6 +84,8 @@ class MemorizationConfig:
             raise CondenseError("feature_epochs must be >= 0, and worst_pairs and feature_batch >= 1.")
         if not isinstance(self.feature_model_args, dict):
             raise CondenseError("feature_model_args must be a JSON object, e.g. '{\"width\": 64}'.")
+        if self.feature_weights and not os.path.isfile(self.feature_weights):
+            raise CondenseError(f"Feature weights file {self.feature_weights} does not exist.")
 
 
 # ---- pieces --------------------------------------------------------------------------------
@@ -244,17 +249,18 @@ def _write_csv(path, res, fl, near, review, labels, train_y, k) -> None:
         header += [f"{s}_nn{j + 1}" for j in range(k)] + [f"{s}_d{j + 1}" for j in range(k)]
     status = _status(near, review)
     space_status = {s: _status(*fl[s]) for s in SPACES}
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for i in range(len(labels)):
-            row = [i, int(labels[i]), status[i]]
-            for s in SPACES:
-                r = res[s]
-                row += [space_status[s][i], int(train_y[r.idx[i, 0]]), f"{r.ratio[i]:.4f}", f"{r.percentile[i]:.2f}",
-                        f"{r.ssim[i]:.4f}"]
-                row += [int(j) for j in r.idx[i]] + [f"{d:.4f}" for d in r.dist[i]]
-            w.writerow(row)
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(header)
+    for i in range(len(labels)):
+        row = [i, int(labels[i]), status[i]]
+        for s in SPACES:
+            r = res[s]
+            row += [space_status[s][i], int(train_y[r.idx[i, 0]]), f"{r.ratio[i]:.4f}", f"{r.percentile[i]:.2f}",
+                    f"{r.ssim[i]:.4f}"]
+            row += [int(j) for j in r.idx[i]] + [f"{d:.4f}" for d in r.dist[i]]
+        w.writerow(row)
+    write_text(path, f.getvalue())
 
 
 def suspicion_order(r: SpaceResult, near, review) -> np.ndarray:

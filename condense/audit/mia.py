@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -39,7 +40,7 @@ import torch
 from ..augment import dsa_for
 from ..errors import CondenseError
 from ..evaluation import get_protocol, labels_for
-from ..io import write_npz
+from ..io import check_output, write_npz
 from ..models import create_model
 from ..seeding import seed_for
 from ..synth import distill
@@ -247,9 +248,13 @@ def shadow_file(cache: str, pipeline: str, s: int, member_row: np.ndarray) -> st
 
 
 def _load_or_run(path: str, fn) -> dict[str, np.ndarray]:
+    """A shadow's cached result, or a fresh run (also when the cached file cannot be read: it is only a cache)."""
     if os.path.exists(path):
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass
     out = fn()
     write_npz(path, **out)
     return out
@@ -276,8 +281,7 @@ def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
     pop_x = data.test_x[torch.as_tensor(pop_idx, device=data.test_x.device)]
     canary_y = data.train_y.cpu().numpy()[canary_idx]
     pop_y = data.test_y.cpu().numpy()[pop_idx]
-    cache = _cache_dir(ctx, cfg, canary_idx, pop_idx)
-    os.makedirs(cache, exist_ok=True)
+    cache = check_output(_cache_dir(ctx, cfg, canary_idx, pop_idx), folder=True)
     pipelines = cfg.pipeline_list()
     runs: dict[str, list[dict[str, np.ndarray]]] = {p: [] for p in pipelines}
     for s in range(cfg.shadows):  # shadow-major: a kill leaves every pipeline equally advanced

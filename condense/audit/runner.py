@@ -1,7 +1,8 @@
 """`condense audit`: load a set and its own real data, run the chosen checks, write one report folder.
 
 The report is built in a staging folder beside ``report_dir`` and swapped in only when every check
-succeeded, so a failed audit never leaves a half-written report nor destroys the previous one.
+succeeded, so a failed audit never leaves a half-written report nor destroys the previous one; an
+existing ``report_dir`` that is not an earlier audit report (no ``audit.json``) is refused, not replaced.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 
 from ..errors import CondenseError
 from ..evaluation import real_data_for
-from ..io import staged_folder, write_json, write_text
+from ..fields import SEED, check_value
+from ..io import check_output, reading, staged_folder, write_json, write_text
 from ..store import SynthSet
 from .base import CHECKS, AuditContext, CheckResult, build_config, get_check, unknown_options
+
 
 def parse_checks(checks: str | Sequence[str]) -> list[str]:
     names = [c.strip() for c in checks.split(",")] if isinstance(checks, str) else list(checks)
@@ -39,17 +42,20 @@ def run_audit(set_path: str, checks: str | Sequence[str], report_dir: str, *, op
     if stray:
         raise CondenseError(f"Option '{stray[0]}' belongs to none of the checks {', '.join(names)}.")
     configs = [build_config(s, options) for s in specs]  # validate every config before any work
-    synth = SynthSet.load(set_path)
-    device = torch.device(device)
-    data = real_data_for(synth, dataset, data_root, device, own=True)
-    with staged_folder(report_dir) as staging:
-        results = []
-        for spec, cfg in zip(specs, configs):
-            log(f"audit: {spec.name} …")
-            ctx = AuditContext(synth=synth, data=data, device=device, out_dir=staging, seed=seed,
-                               set_path=set_path, log=log)
-            results.append(spec.run(ctx, cfg))
-        write_index(staging, set_path, synth, results, seed)
+    check_value("The audit seed", seed, int, SEED)
+    with reading([set_path, options.get("feature_weights")]):
+        check_output(report_dir, folder=True, owned=lambda names: "audit.json" in names)
+        synth = SynthSet.load(set_path)
+        device = torch.device(device)
+        data = real_data_for(synth, dataset, data_root, device, own=True)
+        with staged_folder(report_dir) as staging:
+            results = []
+            for spec, cfg in zip(specs, configs):
+                log(f"audit: {spec.name} …")
+                ctx = AuditContext(synth=synth, data=data, device=device, out_dir=staging, seed=seed,
+                                   set_path=set_path, log=log)
+                results.append(spec.run(ctx, cfg))
+            write_index(staging, set_path, synth, results, seed)
     return results
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import CondenseError
+from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, SEED, check_fields
 from ..train import OPTIMIZERS, SCHEDULES, TARGETS, TrainRecipe
 
 AUGMENTS = ("dsa", "none")
@@ -75,6 +76,10 @@ class Protocol:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# Ranges by field name, for protocols and their teachers (types come from the dataclasses).
+RANGES = {**dict.fromkeys(("epochs", "batch_size", "runs", "checkpoints"), AT_LEAST_1),
+          **dict.fromkeys(("lr", "decay_factor", "temperature"), POSITIVE),
+          **dict.fromkeys(("weight_decay", "mixup"), NON_NEGATIVE), "momentum": FRACTION, "seed": SEED}
 _FIELDS = {f.name for f in dataclasses.fields(Protocol)}
 _TEACHER_FIELDS = {f.name for f in dataclasses.fields(TeacherSpec)}
 
@@ -118,6 +123,7 @@ def from_dict(raw: dict[str, Any], where: str = "protocol") -> Protocol:
         if bad:
             raise CondenseError(f"{where} has a bad teacher field '{bad[0]}'; fields are: "
                                 f"{', '.join(sorted(_TEACHER_FIELDS))}.")
+        check_fields(TeacherSpec, t, RANGES, f"{where}, teacher")
         raw["teacher"] = TeacherSpec(**t)
     try:
         proto = Protocol(**raw)
@@ -128,17 +134,11 @@ def from_dict(raw: dict[str, Any], where: str = "protocol") -> Protocol:
 
 
 def check(p: Protocol, where: str = "protocol") -> None:
+    check_fields(Protocol, {f: getattr(p, f) for f in _FIELDS - {"teacher"}}, RANGES, where)
     for value, allowed, what in ((p.optimizer, OPTIMIZERS, "optimizer"), (p.schedule, SCHEDULES, "schedule"),
                                  (p.augment, AUGMENTS, "augment"), (p.labels, TARGETS, "labels")):
         if value not in allowed:
             raise CondenseError(f"{where} has {what} '{value}'; choose one of: {', '.join(allowed)}.")
-    for name in ("epochs", "batch_size", "runs", "checkpoints"):
-        v = getattr(p, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            what = "Epochs" if name == "epochs" else f"{where} field '{name}'"
-            raise CondenseError(f"{what} must be a positive number, got {v!r}.")
-    if not (p.lr > 0 and p.temperature > 0 and p.mixup >= 0 and p.weight_decay >= 0):
-        raise CondenseError(f"{where} needs lr > 0, temperature > 0, mixup >= 0 and weight_decay >= 0.")
     if p.labels == "teacher" and p.teacher is None:
         raise CondenseError(f"{where} relabels with a teacher but has no 'teacher' entry.")
 
@@ -146,7 +146,7 @@ def check(p: Protocol, where: str = "protocol") -> None:
 def load_protocol(path: str | Path) -> Protocol:
     try:
         raw = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: JSON or UTF-8 decoding
         raise CondenseError(f"Protocol file {path} is not readable JSON ({err.__class__.__name__}).") from None
     return from_dict(raw, where=f"Protocol file {path}")
 

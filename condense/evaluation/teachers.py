@@ -17,6 +17,8 @@ import torch.nn as nn
 
 from ..augment import dsa_for
 from ..data import ImageDataset
+from ..errors import CondenseError
+from ..fields import fits
 from ..io import cache_root
 from ..models import create_model, load_network, save_network
 from ..train import Labels, fit
@@ -28,6 +30,21 @@ def teacher_key(spec: TeacherSpec, data: ImageDataset) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _cached(path: str, spec: TeacherSpec, device: torch.device) -> Optional[tuple[nn.Module, float]]:
+    """The cached teacher and its accuracy, or None when the file is missing, corrupt or not this teacher
+    (it is only a cache: the teacher is then trained again and the file replaced)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        net, info = load_network(path, device=device)
+    except CondenseError:
+        return None
+    accuracy = info.metrics.get("test_accuracy") if isinstance(info.metrics, dict) else None
+    if info.architecture != spec.model or not fits(accuracy, float):
+        return None
+    return net, float(accuracy)
+
+
 def get_teacher(spec: TeacherSpec, data: ImageDataset, log: Optional[Callable[[str], None]] = None,
                 ) -> tuple[nn.Module, dict[str, Any]]:
     """The trained, frozen teacher (eval mode) and its info (key, test accuracy, cache path)."""
@@ -35,9 +52,9 @@ def get_teacher(spec: TeacherSpec, data: ImageDataset, log: Optional[Callable[[s
     path = cache_root("teachers", f"{data.name.replace(':', '_').replace('/', '_')}-{key}.h5")
     dev = data.train_x.device
     c, h, w = data.image_shape
-    if os.path.isfile(path):
-        net, info = load_network(path, device=dev)
-        accuracy = info.metrics["test_accuracy"]
+    cached = _cached(path, spec, dev)
+    if cached is not None:
+        net, accuracy = cached
     else:
         if log:
             log(f"Training teacher {spec.model} on {len(data.train_x)} real images for {spec.epochs} epochs "

@@ -15,7 +15,9 @@ import torch
 from .. import dist
 from ..data import ImageDataset, fit_zca, load_dataset, zca_dataset
 from ..errors import CondenseError
-from ..models import ParamLayout
+from ..fields import AT_LEAST_1, check_value
+from ..io import check_output
+from ..models import ParamLayout, create_model
 from .config import ExpertConfig
 from .files import MANIFEST, expert_path, read_header, read_manifest, read_rows, write_expert, write_manifest, zca_digest
 from .training import train_expert
@@ -78,18 +80,22 @@ def train_buffer(cfg: ExpertConfig, folder: str, num_experts: int, device: torch
                  log: Callable[[str], None] = print) -> list[int]:
     """Train the experts of ``folder`` that are missing and belong to this rank; returns their indices.
 
-    Joins the torchrun process group when launched by torchrun (gloo barriers on CPU).
+    Joins the torchrun process group when launched by torchrun (gloo barriers on CPU). A folder whose
+    manifest names other settings but that holds no expert yet (a run that failed early) is taken over.
     """
-    if num_experts < 1 or cfg.epochs < 1:
-        raise CondenseError("Experts and epochs must be positive numbers.")
-    os.makedirs(folder, exist_ok=True)
+    check_value("The number of experts", num_experts, int, AT_LEAST_1)
+    check_output(folder, folder=True)
     previous = _existing_config(folder)
-    if previous is not None and previous != cfg.key():
+    trained = os.path.isdir(folder) and any(p.startswith("expert_") and p.endswith(".h5") for p in os.listdir(folder))
+    if previous is not None and previous != cfg.key() and trained:
         raise CondenseError(f"{folder} already holds experts trained with other settings; "
                             "use another --out folder or the same options.")
     with dist.session():
         rank, world = dist.rank(), dist.world()
         data, zca = prepare_data(cfg, device)
+        with torch.device("meta"):  # fail now, before the manifest, on a model the data cannot feed
+            c, h, w = data.image_shape
+            create_model(cfg.model, c, data.num_classes, (h, w), **cfg.model_args)
         if rank == 0:  # ZCA is deterministic; one rank writes the manifest, the others wait for it
             write_manifest(folder, cfg, zca)
         dist.barrier()

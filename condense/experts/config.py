@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..errors import CondenseError
+from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, SEED, check_fields
 from ..train import TrainRecipe
 
 STYLES: dict[str, dict[str, Any]] = {
@@ -21,6 +22,10 @@ STYLES: dict[str, dict[str, Any]] = {
     "ast": {"lr": 0.003, "momentum": 0.9, "weight_decay": 1e-3, "lr_decay": 0.6, "loss_ramp": True,
             "grad_penalty": 2.0},
 }
+# Ranges by field name (types come from ExpertConfig).
+RANGES = {"max_per_class": AT_LEAST_1, "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE,
+          "momentum": FRACTION, "weight_decay": NON_NEGATIVE, "lr_decay": POSITIVE, "grad_penalty": NON_NEGATIVE,
+          "seed": SEED}
 LOSS_RAMP = tuple(0.5 + 0.05 * i for i in range(10))  # AST "clipping loss": epoch e < 10 scales CE by this
 
 
@@ -43,6 +48,9 @@ class ExpertConfig:
     dsa: bool = True
     zca: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(type(self), dataclasses.asdict(self), RANGES, "Expert")
 
     @classmethod
     def for_style(cls, style: str, **overrides: Any) -> "ExpertConfig":

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import CondenseError
-from ..io import atomic_write
+from ..io import unreadable, write_hdf5
 from ..models import ParamLayout
 from ..seeding import seed_for
 from .config import ExpertConfig
@@ -40,20 +40,19 @@ def write_expert(path: str, params: torch.Tensor, layout: ParamLayout, cfg: Expe
                  test_accuracy: float, zca_digest: str = "") -> None:
     arr = params.detach().cpu().numpy().astype(np.float32)
 
-    def write(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("params", data=arr)
-            f.attrs["format_version"] = EXPERT_FORMAT
-            f.attrs["kind"] = "condense-expert"
-            f.attrs["config"] = cfg.key()
-            f.attrs["index"] = int(index)
-            f.attrs["seed"] = seed_for("expert", cfg.seed, index)
-            f.attrs["test_accuracy"] = float(test_accuracy)
-            f.attrs["layout"] = layout.to_json()
-            f.attrs["row_checksums"] = json.dumps([_row_digest(r) for r in arr])
-            f.attrs["zca_digest"] = zca_digest
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("params", data=arr)
+        f.attrs["format_version"] = EXPERT_FORMAT
+        f.attrs["kind"] = "condense-expert"
+        f.attrs["config"] = cfg.key()
+        f.attrs["index"] = int(index)
+        f.attrs["seed"] = seed_for("expert", cfg.seed, index)
+        f.attrs["test_accuracy"] = float(test_accuracy)
+        f.attrs["layout"] = layout.to_json()
+        f.attrs["row_checksums"] = json.dumps([_row_digest(r) for r in arr])
+        f.attrs["zca_digest"] = zca_digest
 
-    atomic_write(path, write)
+    write_hdf5(path, fill)
 
 
 @dataclass
@@ -89,6 +88,8 @@ def read_header(path: str) -> ExpertHeader:
                                   row_checksums=json.loads(f.attrs["row_checksums"]))
     except CondenseError:
         raise
+    except PermissionError as err:
+        raise unreadable(path, err, "Expert file") from None
     except (OSError, KeyError, ValueError, TypeError):
         raise CondenseError(f"Expert file {path} is corrupt or truncated; delete it and rerun "
                             "`condense experts` to retrain it.") from None
@@ -121,17 +122,16 @@ def load_expert(path: str) -> tuple[ExpertHeader, torch.Tensor]:
 
 
 def write_manifest(folder: str, cfg: ExpertConfig, zca: Optional[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    def write(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["kind"] = "condense-buffer"
-            f.attrs["format_version"] = EXPERT_FORMAT
-            f.attrs["config"] = cfg.key()
-            f.attrs["zca_digest"] = zca_digest(zca)
-            if zca is not None:
-                f.create_dataset("zca_matrix", data=zca[0].numpy())
-                f.create_dataset("zca_mean", data=zca[1].numpy())
+    def fill(f: h5py.File) -> None:
+        f.attrs["kind"] = "condense-buffer"
+        f.attrs["format_version"] = EXPERT_FORMAT
+        f.attrs["config"] = cfg.key()
+        f.attrs["zca_digest"] = zca_digest(zca)
+        if zca is not None:
+            f.create_dataset("zca_matrix", data=zca[0].numpy())
+            f.create_dataset("zca_mean", data=zca[1].numpy())
 
-    atomic_write(os.path.join(folder, MANIFEST), write)
+    write_hdf5(os.path.join(folder, MANIFEST), fill)
 
 
 def read_manifest(folder: str) -> tuple[ExpertConfig, Optional[tuple[torch.Tensor, torch.Tensor]]]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CondenseError
-from ..io import atomic_write
+from ..io import unreadable, write_hdf5
 from ..version import __version__
 from .registry import create_model, list_models
 
@@ -104,14 +104,13 @@ def save_network(path: str, model: nn.Module, *, architecture: str, model_args: 
         "checksum": _checksum(arrays),
     }
 
-    def write(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
-            group = f.create_group("state")
-            for key, arr in arrays.items():
-                group.create_dataset(key, data=arr)
-            f.attrs.update(attrs)
+    def fill(f: h5py.File) -> None:
+        group = f.create_group("state")
+        for key, arr in arrays.items():
+            group.create_dataset(key, data=arr)
+        f.attrs.update(attrs)
 
-    return atomic_write(path, write)
+    return write_hdf5(path, fill)
 
 
 def _open(path: str) -> h5py.File:
@@ -119,8 +118,9 @@ def _open(path: str) -> h5py.File:
         raise CondenseError(f"Network file {path} does not exist.")
     try:
         return h5py.File(path, "r")
-    except OSError:
-        raise CondenseError(f"{path} is not a readable HDF5 file (corrupt or truncated?).") from None
+    except OSError as err:
+        raise (unreadable(path, err, "Network file") or
+               CondenseError(f"{path} is not a readable HDF5 file (corrupt or truncated?).")) from None
 
 
 def _info(f: h5py.File, path: str) -> NetworkInfo:
@@ -198,6 +198,8 @@ def load_state_into(model: nn.Module, path: str) -> Optional[NetworkInfo]:
         raise CondenseError(f"Weights file {path} does not exist.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as err:
+        raise unreadable(path, err, "Weights file") from None
     except Exception as err:
         raise CondenseError(f"{path} is neither a network file nor a weights-only state_dict "
                             f"({type(err).__name__}).") from None

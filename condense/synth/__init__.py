@@ -7,14 +7,19 @@ from .. import dist
 from ..data import ImageDataset, RealSampler, ValidationSpec, load_dataset
 from ..device import resolve_device
 from ..errors import CondenseError
+from ..fields import AT_LEAST_1, NON_NEGATIVE, SEED, check_fields, check_value
+from ..io import check_output
 from ..store import SynthSet
 from . import coresets, datadam, dm, gradient_matching, mtt, random_subset  # noqa: F401  (register the methods)
 from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, check_capabilities, drop_retired,
                    get_method, list_methods, register_method)
-from .driver import DriverOptions, checkpoint_path, run
+from .driver import DriverOptions, check_start, checkpoint_path, run
 
 __all__ = ["distill", "prepare", "list_methods", "get_method", "register_method", "Synthesizer",
            "MethodConfig", "RunConfig", "RunContext", "DriverOptions", "checkpoint_path"]
+
+
+RUN_RANGES = {"seed": SEED, "max_per_class": AT_LEAST_1}
 
 
 def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *,
@@ -32,11 +37,14 @@ def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", i
     name = dataset.name if isinstance(dataset, ImageDataset) else dataset
     method_options = drop_retired(method, method_options)
     check_capabilities(cls, method_options, dist.world())
-    if ipc < 1:
-        raise CondenseError(f"IPC must be a positive number of images per class, got {ipc}.")
+    if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
+        raise CondenseError(f"IPC must be a positive number of images per class, got {ipc!r}.")
+    check_fields(RunConfig, {"data_root": data_root, "model": model, "model_args": model_args or {}, "seed": seed,
+                             "max_per_class": max_per_class}, RUN_RANGES, "Distillation")
     cfg = build_config(method, name, ipc, method_options, preset)
-    if cls.iterative and cfg.iterations < 1:
-        raise CondenseError(f"Iterations must be a positive number, got {cfg.iterations}.")
+    if cfg.iterations < (1 if cls.iterative else 0):
+        raise CondenseError(f"Iterations must be a {'positive' if cls.iterative else 'non-negative'} number, "
+                            f"got {cfg.iterations}.")
     dev = resolve_device(device)
     if isinstance(dataset, ImageDataset):
         data = dataset.to(dev)
@@ -53,17 +61,24 @@ def prepare(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", i
 
 
 def distill(method: str = "dm", dataset: Union[str, ImageDataset] = "mnist5k", ipc: int = 10, *,
-            out: Optional[str] = None, resume: bool = False, quiet: bool = True, checkpoint_every: int = 25,
-            on_step=None, device: str = "auto", **options: Any) -> SynthSet:
+            out: Optional[str] = None, resume: bool = False, restart: bool = False, quiet: bool = True,
+            checkpoint_every: int = 25, on_step=None, device: str = "auto", **options: Any) -> SynthSet:
     """Distil ``dataset`` into ``ipc`` images per class with ``method``; returns the SynthSet.
 
     ``options`` are run options (data_root, model, model_args, seed, max_per_class, preset) and method
     hyper-parameters (e.g. iterations, lr_img, batch_real, init, flip). With ``out`` the set is saved
-    there and checkpoints go beside it, so ``resume=True`` continues a killed run. Under torchrun,
-    dm and datadam shard classes across the ranks and rank 0 writes the file.
+    there and checkpoints go beside it, so ``resume=True`` continues a killed run; an unfinished run's
+    checkpoint is never silently reset: without ``resume`` it is refused unless ``restart=True`` discards it.
+    Under torchrun, dm and datadam shard classes across the ranks and rank 0 writes the file. Output
+    paths and the checkpoint are checked before any data is loaded.
     """
+    check_value("checkpoint_every", checkpoint_every, int, NON_NEGATIVE)
+    if out:
+        check_output(out)
+        check_output(checkpoint_path(out))
+    check_start(out, resume, restart)
     with dist.session():
         synthesizer = prepare(method, dataset, ipc, device=dist.device_name(device), **options)
         return run(synthesizer, synthesizer.cfg.iterations,
-                   DriverOptions(out=out, checkpoint_every=checkpoint_every, resume=resume, quiet=quiet,
-                                 on_step=on_step))
+                   DriverOptions(out=out, checkpoint_every=checkpoint_every, resume=resume, restart=restart,
+                                 quiet=quiet, on_step=on_step))

@@ -5,24 +5,29 @@ checkpoint replays exactly the draws the uninterrupted run would have made.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import dist
 from ..errors import CondenseError
-from ..io import atomic_write
+from ..io import unreadable, write_bytes
 from ..seeding import seed_for
 from ..store import SynthSet
 from .base import OnStep, Synthesizer
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: a checksum over every field
+# Fields of a checkpoint and the type each must have ("lr" may also be None).
+_FIELDS = {"format": int, "config_key": str, "iteration": int, "images": torch.Tensor, "labels": torch.Tensor,
+           "lr": torch.Tensor, "method_state": dict, "checksum": str}
 
 
 @dataclass
@@ -30,6 +35,7 @@ class DriverOptions:
     out: Optional[str] = None        # final SynthSet path; None keeps everything in memory
     checkpoint_every: int = 25       # iterations between checkpoints (0 disables them)
     resume: bool = False
+    restart: bool = False            # discard an existing checkpoint and start from iteration 0
     quiet: bool = False
     on_step: Optional[OnStep] = None  # called after every iteration (logging, quick evals)
 
@@ -43,6 +49,32 @@ def _config_key(method: Synthesizer) -> str:
     cfg = json.loads(json.dumps(method.synth.config, default=str))
     cfg["method_config"].pop("iterations", None)
     return json.dumps(cfg, sort_keys=True)
+
+
+def _digest(value: Any, h: Any) -> None:
+    """Feed ``value`` (nested dicts, lists, tensors and plain values) into hash ``h`` in a canonical order."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{list(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for k in sorted(value, key=repr):
+            h.update(repr(k).encode())
+            _digest(value[k], h)
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}".encode())
+        for v in value:
+            _digest(v, h)
+    else:
+        h.update(f"V{type(value).__name__}:{value!r}".encode())
+
+
+def checkpoint_checksum(payload: dict[str, Any]) -> str:
+    """SHA-256 over every field of a checkpoint but the checksum itself."""
+    h = hashlib.sha256()
+    _digest({k: v for k, v in payload.items() if k != "checksum"}, h)
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str, method: Synthesizer, iteration: int) -> None:
@@ -60,30 +92,82 @@ def save_checkpoint(path: str, method: Synthesizer, iteration: int) -> None:
         "lr": None if synth.lr is None else synth.lr.detach().cpu().clone(),
         "method_state": method.state_dict(),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    payload["checksum"] = checkpoint_checksum(payload)
+    buffer = io.BytesIO()  # serialised in memory: a full disk then fails in a plain write, as an OSError
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """The checkpoint's fields, checked for type and against its checksum; any problem is one sentence."""
+    if not os.path.isfile(path):
+        raise CondenseError(f"Nothing to resume: checkpoint {path} does not exist.")
+    fix = "delete it or rerun with --restart to start over"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as err:
+        raise unreadable(path, err, "Checkpoint") from None
+    except Exception:
+        raise CondenseError(f"Checkpoint {path} is corrupt or truncated; {fix}.") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise CondenseError(f"Checkpoint {path} has format {found!r}, not {CHECKPOINT_FORMAT} (an older condense, "
+                            f"or not a checkpoint); {fix}.")
+    for name, kind in _FIELDS.items():
+        value = payload.get(name)
+        if name not in payload or not (isinstance(value, kind) and not isinstance(value, bool)
+                                        or (name == "lr" and value is None)):
+            what = "lacks" if name not in payload else "has a wrong-typed"
+            raise CondenseError(f"Checkpoint {path} {what} field '{name}' ({kind.__name__} expected); {fix}.")
+    if checkpoint_checksum(payload) != payload["checksum"]:
+        raise CondenseError(f"Checkpoint {path} fails its checksum (modified or corrupted); {fix}.")
+    if payload["iteration"] < 0:
+        raise CondenseError(f"Checkpoint {path} is at iteration {payload['iteration']}; {fix}.")
+    return payload
+
+
+def _spec(t: Optional[torch.Tensor]) -> Optional[tuple]:
+    return None if t is None else (tuple(t.shape), t.dtype)
 
 
 def load_checkpoint(path: str, method: Synthesizer) -> int:
     """Restore the method from ``path``; returns the iteration to continue from."""
-    if not os.path.isfile(path):
-        raise CondenseError(f"Nothing to resume: checkpoint {path} does not exist.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise CondenseError(f"Checkpoint {path} is corrupt or truncated; delete it to start over.") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CondenseError(f"Checkpoint {path} has an unknown format; delete it to start over.")
+    payload = read_checkpoint(path)
     if payload["config_key"] != _config_key(method):
         raise CondenseError(f"Checkpoint {path} was made with different settings; "
-                            "rerun with the same options or delete it to start over.")
+                            "rerun with the same options, or with --restart to start over.")
     synth = method.synth
+    for name in ("images", "labels", "lr"):
+        if _spec(payload[name]) != _spec(getattr(synth, name)):
+            raise CondenseError(f"Checkpoint {path} holds '{name}' that do not fit this run's set; "
+                                "rerun with --restart to start over.")
     with torch.no_grad():
         synth.images.copy_(payload["images"].to(synth.images.device))
         synth.labels.copy_(payload["labels"].to(synth.labels.device))
-        if synth.lr is not None and payload["lr"] is not None:
+        if synth.lr is not None:
             synth.lr.copy_(payload["lr"].to(synth.lr.device))
-    method.load_state_dict(payload["method_state"])
+    try:
+        method.load_state_dict(payload["method_state"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError):
+        raise CondenseError(f"Checkpoint {path} holds a method state this run cannot use; "
+                            "rerun with --restart to start over.") from None
     return int(payload["iteration"])
+
+
+def check_start(out: Optional[str], resume: bool, restart: bool) -> None:
+    """Before any work: refuse a resume without a sound checkpoint, and a fresh start over an unfinished run."""
+    if resume and restart:
+        raise CondenseError("--resume continues a checkpoint and --restart discards it; give only one.")
+    if out is None:
+        if resume:
+            raise CondenseError("--resume needs an output path to find the checkpoint.")
+        return
+    ckpt = checkpoint_path(out)
+    if resume:
+        read_checkpoint(ckpt)
+    elif os.path.exists(ckpt) and not restart:
+        raise CondenseError(f"{ckpt} holds an unfinished run; continue it with --resume or discard it with "
+                            f"--restart.")
 
 
 def _finite(stats: dict[str, float], synth: SynthSet) -> bool:
@@ -104,11 +188,12 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
     synth = method.init()
     method.synth = synth
     ckpt = checkpoint_path(options.out) if options.out else None
+    check_start(options.out, options.resume, options.restart)
     start = 0
     if options.resume:
-        if ckpt is None:
-            raise CondenseError("--resume needs an output path to find the checkpoint.")
         start = load_checkpoint(ckpt, method)
+    elif options.restart and ckpt and os.path.exists(ckpt) and dist.is_main():
+        os.remove(ckpt)
         if start > iterations:
             raise CondenseError(f"Checkpoint {ckpt} is already at iteration {start}, beyond the requested "
                                 f"{iterations}; ask for at least {start} iterations.")

@@ -1,0 +1,450 @@
+"""A corpus of bad inputs for every command: exit status 2, exactly one sentence on stderr, no traceback,
+and no file created or changed, whatever the input (options, JSON values, protocol, set, checkpoint,
+results and image files, output paths, permissions, environment). Run in-process through cli.main."""
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from condense.cli import main
+from condense.models import create_model
+from condense.synth import checkpoint_path, distill
+from condense.synth.driver import checkpoint_checksum
+
+TINY = ["--dataset", "digits", "--ipc", "1", "--iterations", "1", "--model-args", '{"width": 8}', "--device", "cpu",
+        "--quiet"]
+RUN = {"model_args": {"width": 8}, "device": "cpu", "iterations": 2}  # the unfinished run's options
+
+
+def distill_argv(*extra):
+    return ["distill", *TINY, "--out", "@new", *extra]
+
+
+def resume_argv(name):
+    return ["distill", "--dataset", "digits", "--ipc", "1", "--iterations", "2", "--model-args", '{"width": 8}',
+            "--device", "cpu", "--quiet", "--out", f"@{name}", "--resume"]
+
+
+def eval_argv(*extra, target="@v"):
+    return ["eval", target, "--epochs", "1", "--runs", "1", "--device", "cpu", "--quiet", *extra]
+
+
+def audit_argv(*extra):
+    return ["audit", "@v", "--device", "cpu", "--quiet", *extra]
+
+
+def experts_argv(*extra):
+    return ["experts", "--dataset", "digits", "--experts", "1", "--epochs", "1", "--model-args", '{"width": 8}',
+            "--device", "cpu", "--quiet", "--out", "@exdir", *extra]
+
+
+# (argv with @name for a prepared path, a fragment of the expected sentence[, environment])
+CASES = [
+    # datasets
+    (["datasets", "--bogus"], "unrecognized arguments"),
+    (["datasets", "extra"], "unrecognized arguments"),
+    (["nosuchcommand"], "invalid choice"),
+    # distill: outputs and run state
+    (distill_argv("--out", "@dir"), "is a folder"),
+    (["distill", *TINY, "--method", "herding", "--set", "feature_weights=@weights", "--out", "@weights"],
+     "would overwrite an input"),
+    (distill_argv("--out", "@ro/new.h5"), "permission denied", {"nobody": True}),
+    (["distill", *TINY, "--out", "@run"], "holds an unfinished run"),
+    (resume_argv("run")[:-1] + ["--resume", "--restart"], "give only one"),
+    (resume_argv("nothing"), "Nothing to resume"),
+    (resume_argv("flipped"), "fails its checksum"),
+    (resume_argv("missing"), "lacks field 'images'"),
+    (resume_argv("wrongtype"), "wrong-typed field 'iteration'"),
+    (resume_argv("truncated"), "corrupt or truncated"),
+    (resume_argv("oldformat"), "has format 1"),
+    (resume_argv("locked"), "cannot be read: permission denied", {"nobody": True}),
+    # distill: options, --set and --model-args values
+    (distill_argv("--seed", str(2**63)), "--seed must be an integer in [0, 4294967295]"),
+    (distill_argv("--seed", "-1"), "--seed must be an integer"),
+    (distill_argv("--model-args", '{"width": "8"}'), "Model option 'width'"),
+    (distill_argv("--model-args", "[8]"), "must be a JSON object"),
+    (distill_argv("--set", 'lr_img="fast"'), "option 'lr_img' must be a finite number > 0"),
+    (distill_argv("--set", "iterations=1.5"), "option 'iterations' must be an integer"),
+    (distill_argv("--set", "batch_real=true"), "option 'batch_real' must be an integer"),
+    (distill_argv("--lr-img", "0"), "option 'lr_img' must be a finite number > 0"),
+    (distill_argv("--lr-img", "-1"), "option 'lr_img'"),
+    (distill_argv("--lr-img", "nan"), "option 'lr_img'"),
+    (distill_argv("--batch-real", "-5"), "option 'batch_real' must be an integer ≥ 1"),
+    (distill_argv("--batch-real", "0"), "option 'batch_real'"),
+    (distill_argv("--checkpoint-every", "-3"), "checkpoint_every must be an integer ≥ 0"),
+    (distill_argv("--min-distance", "nan"), "option 'min_distance'"),
+    (distill_argv("--min-distance", "inf"), "option 'min_distance'"),
+    (distill_argv("--min-distance", "-1"), "option 'min_distance'"),
+    (distill_argv("--set", "momentum=1.5"), "option 'momentum' must be a finite number in [0, 1)"),
+    (distill_argv("--set", "dsa=1"), "option 'dsa' must be true or false"),
+    (distill_argv("--set", 'flip="yes"'), "option 'flip' must be true or false"),
+    (distill_argv("--set", "pool=-1"), "option 'pool'"),
+    (distill_argv("--method", "dc", "--set", "outer_loop=0"), "option 'outer_loop'"),
+    (distill_argv("--validation", "1.5"), "strictly between 0 and 1"),
+    (distill_argv("--validation", "0"), "strictly between 0 and 1"),
+    (distill_argv("--max-per-class", "0"), "max_per_class"),
+    (distill_argv("--ipc", "0"), "IPC must be a positive"),
+    (distill_argv("--iterations", "1.5"), "invalid int value"),
+    (distill_argv("--device", "tpu"), "Unknown device 'tpu'"),
+    (distill_argv("--method", "mtt", "--experts", "@dir"), "holds no experts"),
+    (["distill", *TINY, "--dataset", "imagefolder:@fake_png", "--out", "@new"], "cannot decode"),
+    (["distill", *TINY, "--dataset", "imagefolder:@cut_jpeg", "--out", "@new"], "cannot decode"),
+    (distill_argv(), "WORLD_SIZE must be a whole number", {"WORLD_SIZE": "two"}),
+    (distill_argv(), "WORLD_SIZE must be a whole number", {"WORLD_SIZE": "0"}),
+    # eval: outputs, protocols, set files
+    (eval_argv("--json", "@v"), "would overwrite an input"),
+    (eval_argv("--markdown", "@v"), "would overwrite an input"),
+    (eval_argv("--json", "@dir"), "is a folder"),
+    (eval_argv("--json", "@ro/r.json", target="@open_v"), "permission denied", {"nobody": True}),
+    (eval_argv("--runs", "0"), "--runs must be an integer in [1, 10000]"),
+    (eval_argv("--runs", str(10**20)), "--runs must be an integer in [1, 10000]"),
+    (eval_argv("--epochs", "0"), "option 'epochs' must be an integer ≥ 1"),
+    (eval_argv("--seed", str(2**40)), "--seed must be an integer"),
+    (eval_argv("--protocol", "@p_inf"), "option 'lr' must be a finite number > 0"),
+    (eval_argv("--protocol", "@p_str"), "option 'epochs' must be an integer"),
+    (eval_argv("--protocol", "@p_momentum"), "option 'momentum'"),
+    (eval_argv("--protocol", "@p_teacher"), "teacher option 'lr'"),
+    (eval_argv("--protocol", "@p_binary"), "not readable JSON"),
+    (eval_argv("--protocol", "@p_list"), "must be a JSON object"),
+    (eval_argv(target="@bad_seed"), "attribute 'seed'"),
+    (eval_argv(target="@bad_classes"), "attribute 'num_classes'"),
+    (eval_argv(target="@huge"), "declares 'images' of shape (3000, 1, 512, 512)"),
+    (eval_argv(target="@truncated_set"), "not a readable HDF5 file"),
+    (eval_argv(target="@locked_set"), "cannot be read: permission denied", {"nobody": True}),
+    (eval_argv(target="@missing.h5"), "does not exist"),
+    # report: results files and the output folder
+    (["report", "@r_list", "--out", "@rep"], "is not a `condense eval --json` result"),
+    (["report", "@r_runs", "--out", "@rep"], "field 'runs'"),
+    (["report", "@r_curves", "--out", "@rep"], "field 'curves'"),
+    (["report", "@r_nohash", "--out", "@rep"], "protocol field 'hash'"),
+    (["report", "@r_ipc", "--out", "@rep"], "is not a `condense eval --json` result"),
+    (["report", "@r_empty", "--out", "@rep"], "has no results"),
+    (["report", "@r_good", "--out", "@user"], "holds files this command did not write"),
+    (["report", "@r_good", "--out", "@r_good"], "would overwrite an input"),
+    (["report", "@r_good", "--out", "@v"], "is a file"),
+    (["report", "@missing.json", "--out", "@rep"], "does not exist"),
+    # audit: the report folder and check options
+    (audit_argv("--report", "@v"), "would overwrite an input"),
+    (audit_argv("--report", "@world"), "would overwrite an input"),
+    (audit_argv("--report", "@user"), "holds files this command did not write"),
+    (audit_argv("--set", "k=1.5"), "option 'k' must be an integer ≥ 2"),
+    (audit_argv("--set", 'k="5"'), "option 'k' must be an integer"),
+    (audit_argv("--set", "near_copy_ssim=NaN"), "option 'near_copy_ssim'"),
+    (audit_argv("--set", "feature_model_args=3"), "option 'feature_model_args' must be a JSON object"),
+    (audit_argv("--feature-weights", "@missing.pt"), "does not exist"),
+    (audit_argv("--checks", "mia", "--shadows", "1"), "at least 2 shadow runs"),
+    (audit_argv("--checks", "mia", "--set", "canaries=2.5"), "option 'canaries' must be an integer"),
+    (audit_argv("--checks", "mia", "--set", "rmia_a=2"), "option 'rmia_a'"),
+    (audit_argv("--checks", "reconstruction", "--set", "use_init=1"), "option 'use_init' must be true or false"),
+    (audit_argv("--checks", "bogus"), "Unknown audit check 'bogus'"),
+    (audit_argv("--seed", "-5"), "--seed must be an integer"),
+    # show: outputs and set attributes of the wrong type
+    (["show", "@v", "--png", "@v"], "would overwrite an input"),
+    (["show", "@v", "--png", "@dir"], "is a folder"),
+    (["show", "@open_v", "--png", "@ro/g.png"], "permission denied", {"nobody": True}),
+    (["show", "@bad_names"], "attribute 'class_names'"),
+    (["show", "@bad_config"], "attribute 'config'"),
+    (["show", "@bad_versions"], "attribute 'versions'"),
+    (["show", "@not_h5"], "not a readable HDF5 file"),
+    (["show", "@locked_set"], "cannot be read: permission denied", {"nobody": True}),
+    # experts
+    (experts_argv("--out", "@v"), "is a file"),
+    (experts_argv("--lr", "nan"), "option 'lr' must be a finite number > 0"),
+    (experts_argv("--lr", "0"), "option 'lr'"),
+    (experts_argv("--batch-size", "0"), "option 'batch_size'"),
+    (experts_argv("--epochs", "0"), "option 'epochs'"),
+    (experts_argv("--experts", "0"), "number of experts"),
+    (experts_argv("--style", "bogus"), "Unknown expert style 'bogus'"),
+    (experts_argv("--max-per-class", "-1"), "option 'max_per_class'"),
+    (experts_argv("--seed", str(2**33)), "--seed must be an integer"),
+    (experts_argv("--model-args", '{"width": "8"}'), "Model option 'width'"),
+]
+
+
+def _save_payload(path, payload, checksum=True):
+    if checksum:
+        payload["checksum"] = checkpoint_checksum(payload)
+    torch.save(payload, path)
+
+
+def _png_tree(root, fake: bytes = b"", name: str = ""):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            os.makedirs(os.path.join(root, split, c))
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(
+                    os.path.join(root, split, c, f"{i}.png"))
+    if fake:
+        open(os.path.join(root, "train", "a", name), "wb").write(fake)
+    return root
+
+
+def _edited_set(src, dst, **attrs):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        f.attrs.update(attrs)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, shared_tmp):
+    """Every prepared input of the corpus, by name; `roots` are the folders no case may change."""
+    d = str(tmp_path_factory.mktemp("world"))
+    p = {"world": d, "dir": os.path.join(d, "adir"), "new": os.path.join(d, "new.h5"),
+         "rep": os.path.join(d, "rep"), "exdir": os.path.join(d, "experts_new"), "user": os.path.join(d, "user"),
+         "missing.h5": os.path.join(d, "missing.h5"), "missing.json": os.path.join(d, "missing.json"),
+         "missing.pt": os.path.join(d, "missing.pt"), "ro": os.path.join(shared_tmp, "ro")}
+    os.makedirs(p["dir"])
+    os.makedirs(p["user"])
+    open(os.path.join(p["user"], "notes.txt"), "w").write("mine")
+    p["v"] = distill("random", "digits", 2, out=os.path.join(d, "v.h5"), device="cpu") and os.path.join(d, "v.h5")
+    p["weights"] = os.path.join(d, "w.pt")
+    torch.save(create_model("ConvNet", 1, 10, (8, 8), width=8).state_dict(), p["weights"])
+
+    # an unfinished run, and damaged copies of its checkpoint
+    p["run"] = os.path.join(d, "run.h5")
+
+    def stop(done, stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill("dm", "digits", 1, out=p["run"], checkpoint_every=1, on_step=stop, **RUN)
+    ckpt = open(checkpoint_path(p["run"]), "rb").read()
+    payload = torch.load(checkpoint_path(p["run"]), weights_only=True)
+    for name in ("nothing", "flipped", "missing", "wrongtype", "truncated", "oldformat"):
+        p[name] = os.path.join(d, f"{name}.h5")
+    image_bytes = payload["images"].numpy().tobytes()
+    at = ckpt.find(image_bytes)
+    assert at > 0 and len(image_bytes) >= 100
+    flipped = bytearray(ckpt)
+    for i in range(at, at + 100):
+        flipped[i] ^= 0xFF
+    open(checkpoint_path(p["flipped"]), "wb").write(bytes(flipped))
+    _save_payload(checkpoint_path(p["missing"]), {k: v for k, v in payload.items() if k != "images"})
+    _save_payload(checkpoint_path(p["wrongtype"]), {**payload, "iteration": "1"})
+    open(checkpoint_path(p["truncated"]), "wb").write(ckpt[: len(ckpt) // 2])
+    old = {k: v for k, v in payload.items() if k != "checksum"} | {"format": 1}
+    _save_payload(checkpoint_path(p["oldformat"]), old, checksum=False)
+
+    # set files with attributes of the wrong type, forged, truncated, not HDF5
+    p["bad_seed"] = _edited_set(p["v"], os.path.join(d, "bad_seed.h5"), seed="seven")
+    p["bad_classes"] = _edited_set(p["v"], os.path.join(d, "bad_classes.h5"), num_classes=10.0)
+    p["bad_names"] = _edited_set(p["v"], os.path.join(d, "bad_names.h5"), class_names='{"a": 1}')
+    p["bad_config"] = _edited_set(p["v"], os.path.join(d, "bad_config.h5"), config="[1, 2]")
+    p["bad_versions"] = _edited_set(p["v"], os.path.join(d, "bad_versions.h5"), versions='{"torch": 2}')
+    p["huge"] = os.path.join(d, "huge.h5")
+    make_huge(p["v"], p["huge"])
+    p["truncated_set"] = os.path.join(d, "truncated_set.h5")
+    open(p["truncated_set"], "wb").write(open(p["v"], "rb").read()[:2000])
+    p["not_h5"] = os.path.join(d, "not.h5")
+    open(p["not_h5"], "w").write("plain text\n")
+
+    # protocol and results files
+    for name, text in {"p_inf": '{"lr": Infinity}', "p_str": '{"epochs": "3"}', "p_momentum": '{"momentum": "0.9"}',
+                       "p_teacher": '{"labels": "teacher", "teacher": {"lr": -1}}', "p_list": "[1, 2]"}.items():
+        p[name] = os.path.join(d, f"{name}.json")
+        open(p[name], "w").write(text)
+    p["p_binary"] = os.path.join(d, "p_binary.json")
+    open(p["p_binary"], "wb").write(b"\xff\xfe\x00binary")
+    good = good_result()
+    for name, blob in {"r_good": good, "r_list": [1, 2], "r_runs": {**good, "results": {"ConvNet": {"runs": ["a"]}}},
+                       "r_curves": {**good, "results": {"ConvNet": {"runs": [1.0], "curves": [["ab"]]}}},
+                       "r_nohash": {**good, "protocol": {"name": "fast"}}, "r_ipc": {**good, "ipc": "two"},
+                       "r_empty": {**good, "results": {}}}.items():
+        p[name] = os.path.join(d, f"{name}.json")
+        json.dump(blob, open(p[name], "w"))
+
+    # image folders with a non-image named .png and a truncated JPEG
+    p["fake_png"] = _png_tree(os.path.join(d, "fake_png"), b"not an image", "fake.png")
+    from PIL import Image
+    jpeg = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(jpeg, "JPEG")
+    p["cut_jpeg"] = _png_tree(os.path.join(d, "cut_jpeg"), jpeg.getvalue()[:150], "cut.jpg")
+
+    # permissions: a read-only folder, an unreadable set and checkpoint (in folders every user can enter)
+    os.makedirs(p["ro"])
+    os.makedirs(os.path.join(shared_tmp, "rw"))
+    os.chmod(os.path.join(shared_tmp, "rw"), 0o777)
+    p["locked_set"] = os.path.join(shared_tmp, "locked.h5")
+    shutil.copy(p["v"], p["locked_set"])
+    p["locked"] = os.path.join(shared_tmp, "rw", "locked_run.h5")
+    open(checkpoint_path(p["locked"]), "wb").write(ckpt)
+    p["open_v"] = os.path.join(shared_tmp, "v.h5")
+    shutil.copy(p["v"], p["open_v"])
+    for path in (p["locked_set"], checkpoint_path(p["locked"])):
+        os.chmod(path, 0)
+    os.chmod(p["ro"], 0o555)
+    return {"paths": p, "roots": [d, shared_tmp]}
+
+
+def good_result():
+    return {"set": "v.h5", "dataset": "digits", "method": "random", "ipc": 2, "images": 20, "lr": 0.01, "seed": 0,
+            "seeds": [0], "protocol": {"name": "fast", "hash": "0123456789ab", "epochs": 1},
+            "results": {"ConvNet": {"runs": [50.0], "curves": [[[1, 50.0]]], "loss_curves": [[[1, 1.0]]],
+                                    "seconds": [1.0], "seeds": [0]}}}
+
+
+def make_huge(src, path):
+    """A small file declaring a 3 GB image array (none of it stored)."""
+    with h5py.File(src, "r") as s, h5py.File(path, "w") as f:
+        f.attrs.update(s.attrs)
+        f.attrs["image_shape"] = "[1, 512, 512]"
+        f.create_dataset("images", shape=(3000, 1, 512, 512), dtype="float32")
+        f.create_dataset("labels", data=np.arange(3000, dtype=np.int64) % 10)
+        f.create_group("decoder")
+
+
+def snapshot(roots):
+    """Every file and folder under ``roots`` with its content hash and mtime."""
+    seen = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            seen[folder] = "dir"
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    data = open(path, "rb").read()
+                except PermissionError:
+                    data = b""
+                seen[path] = (hashlib.sha256(data).hexdigest(), os.stat(path).st_mtime_ns)
+    return seen
+
+
+def _ids(case):
+    return " ".join(case[0])[:80]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_bad_input_is_one_sentence_and_changes_nothing(case, world, capsys, monkeypatch, nobody, tmp_path):
+    argv, needle, env = case[0], case[1], dict(case[2]) if len(case) > 2 else {}
+    as_nobody = env.pop("nobody", False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    argv = [re.sub(r"@([\w.]+)", lambda m: world["paths"][m.group(1)], a) for a in argv]
+    before = snapshot(world["roots"])
+    if as_nobody:
+        with nobody():
+            code = main(argv)
+    else:
+        code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert needle.lower() in err.lower(), err
+    assert snapshot(world["roots"]) == before
+
+
+def test_the_corpus_covers_every_command_and_is_large():
+    commands = {c[0][0] for c in CASES}
+    assert {"datasets", "distill", "eval", "report", "audit", "show", "experts"} <= commands
+    assert len(CASES) >= 50
+
+
+def test_corrupt_caches_are_rebuilt_not_fatal(tmp_path, monkeypatch, capsys):
+    """Caches are ours, not the user's input: a corrupt imagefolder cache is decoded again."""
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    tree = _png_tree(str(tmp_path / "tree"))
+    argv = ["distill", "--method", "random", "--dataset", f"imagefolder:{tree}", "--ipc", "1", "--device", "cpu",
+            "--quiet", "--out", str(tmp_path / "a.h5")]
+    assert main(argv) == 0
+    (cached,) = os.listdir(tmp_path / "cache")
+    open(tmp_path / "cache" / cached, "wb").write(b"PK\x03\x04 not a zip")
+    assert main(argv[:-1] + [str(tmp_path / "b.h5")]) == 0, capsys.readouterr().err
+    with np.load(tmp_path / "cache" / cached) as z:  # rewritten whole
+        assert z["xtr"].shape == (4, 8, 8, 1)
+
+
+def test_restart_discards_the_unfinished_run(tmp_path, capsys):
+    out = str(tmp_path / "r.h5")
+
+    def stop(done, stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill("dm", "digits", 1, out=out, checkpoint_every=1, on_step=stop, **RUN)
+    argv = ["distill", "--dataset", "digits", "--ipc", "1", "--iterations", "2", "--model-args", '{"width": 8}',
+            "--device", "cpu", "--quiet", "--out", out, "--lr-img", "0.5"]
+    assert main(argv) == 2 and "unfinished run" in capsys.readouterr().err
+    assert main(argv + ["--restart"]) == 0, capsys.readouterr().err
+    assert os.path.exists(out) and not os.path.exists(checkpoint_path(out))
+
+
+def test_refusing_an_oversized_set_costs_kilobytes(tmp_path, tiny_set):
+    """The forged file declares 3 GB; refusing it must read metadata only (peak RSS measured in a child)."""
+    good = tiny_set.save(str(tmp_path / "good.h5"))
+    huge = str(tmp_path / "huge.h5")
+    with h5py.File(good, "r") as s, h5py.File(huge, "w") as f:
+        f.attrs.update(s.attrs)
+        f.attrs["image_shape"] = "[1, 512, 512]"
+        f.create_dataset("images", shape=(3000, 1, 512, 512), dtype="float32")
+        f.create_dataset("labels", data=np.arange(3000, dtype=np.int64) % 3)
+        f.create_group("decoder")
+    probe = ("import resource, sys\n"
+             "from condense.errors import CondenseError\n"
+             "from condense.store import SynthSet\n"
+             "SynthSet.load(sys.argv[2])\n"  # warm up every code path on a good file first
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "try:\n    SynthSet.load(sys.argv[1])\nexcept CondenseError as e:\n    print(str(e).splitlines()[0])\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    done = subprocess.run([sys.executable, "-c", probe, huge, good], capture_output=True, text=True)
+    sentence, grown_kb = done.stdout.strip().splitlines()
+    assert "declares 'images'" in sentence, done.stderr
+    assert int(grown_kb) < 2048, f"peak RSS grew {grown_kb} kB to refuse the file"  # 3 GB if it were read
+
+
+def test_corrupt_teacher_and_shadow_caches_are_rebuilt(tmp_path, monkeypatch):
+    from condense.audit.mia import _load_or_run
+    from condense.data import load_dataset
+    from condense.evaluation import TeacherSpec
+    from condense.evaluation.teachers import get_teacher
+    from condense.models import read_network_info
+
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    spec, data = TeacherSpec(model_args={"width": 8}, epochs=1), load_dataset("digits", device="cpu")
+    first = get_teacher(spec, data)[1]
+    open(first["cache"], "wb").write(open(first["cache"], "rb").read()[:500])  # truncated
+    again = get_teacher(spec, data)[1]
+    assert again["test_accuracy"] == first["test_accuracy"]  # retrained (same seed) and cached again
+    assert read_network_info(first["cache"]).metrics["test_accuracy"] == first["test_accuracy"]  # rewritten whole
+    shadow = str(tmp_path / "shadow.npz")
+    open(shadow, "wb").write(b"not a zip")
+    assert _load_or_run(shadow, lambda: {"a": np.arange(3)})["a"].tolist() == [0, 1, 2]
+    with np.load(shadow) as z:
+        assert z["a"].tolist() == [0, 1, 2]
+
+
+def test_library_warnings_never_reach_stderr(world, tmp_path, capsys, monkeypatch):
+    import warnings
+    import condense.cli as cli
+    from condense.errors import CondenseError
+
+    real = cli.save_grid
+
+    def noisy(*args, **kwargs):
+        warnings.warn("a library's deprecation notice", FutureWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "save_grid", noisy)
+    assert main(["show", world["paths"]["v"], "--png", str(tmp_path / "g.png")]) == 0
+    assert capsys.readouterr().err == ""
+
+    def noisy_failure(*args, **kwargs):
+        warnings.warn("a library's deprecation notice", FutureWarning)
+        raise CondenseError("The grid cannot be drawn.")
+
+    monkeypatch.setattr(cli, "save_grid", noisy_failure)
+    assert main(["show", world["paths"]["v"], "--png", str(tmp_path / "h.png")]) == 2
+    assert capsys.readouterr().err.strip() == "condense: The grid cannot be drawn."
