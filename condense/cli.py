@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 from rich.console import Console
@@ -15,15 +16,19 @@ from rich.table import Table
 
 from . import dist
 from .audit import run_audit
-from .data import ValidationSpec, list_datasets
+from .data import ValidationSpec, list_datasets, load_dataset
 from .device import resolve_device
 from .errors import CondenseError
-from .evaluation import run_grid
-from .evaluation.plots import write_report
-from .evaluation.tables import markdown, rich_table
+from .evaluation import load_reports, resolve_models, run_grid
+from .evaluation.references import build_reference
+from .evaluation.plots import render_report
+from .evaluation.result_files import check_reports, is_report_folder
+from .evaluation.tables import markdown, ranking_table, rich_table
 from .experts import ExpertConfig, train_buffer
+from .fields import SEED, Range, check_value
 from .grids import save_grid
-from .io import write_json, write_text
+from .io import check_output, reading, staged_folder, write_json, write_text
+from .models import read_network_info
 from .store import SynthSet
 from .synth import distill, list_methods
 
@@ -38,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)  # piped: no 80-column cut
 
 
 def parse_json(text: Optional[str], option: str, kind: type = dict) -> Any:
@@ -68,6 +74,20 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
     return settings
 
 
+def _inputs(args) -> list[str]:
+    """Every file and folder the command reads, whatever the command: no output may land on one."""
+    settings = parse_settings(args.set) if isinstance(getattr(args, "set", None), list) else {}
+    dataset = getattr(args, "dataset", None) or ""
+    paths = [getattr(args, "data_root", None), dataset.partition("imagefolder:")[2], getattr(args, "set_path", None),
+             getattr(args, "references", None), getattr(args, "feature_weights", None),
+             settings.get("feature_weights"), settings.get("experts")]
+    paths += [v for v in (getattr(args, "set", None), getattr(args, "experts", None)) if isinstance(v, str)]
+    paths += list(getattr(args, "sets", None) or []) + list(getattr(args, "results", None) or [])
+    if str(getattr(args, "protocol", "")).endswith(".json"):
+        paths.append(args.protocol)
+    return [p for p in paths if isinstance(p, str) and p]
+
+
 def _log(args) -> Optional[Callable[[str], None]]:
     return None if args.quiet else (lambda m: _console(stderr=True).print(m))
 
@@ -94,11 +114,11 @@ def cmd_distill(args) -> int:
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS if getattr(args, k) is not None}
     options["flip"] = options.get("flip") or None  # absent flag: keep the method's preset
     options.update(parse_settings(args.set))
-    synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, quiet=args.quiet,
-                    checkpoint_every=args.checkpoint_every, data_root=args.data_root, model=args.model,
-                    model_args=parse_json(args.model_args, "--model-args"), seed=args.seed, device=args.device,
+    synth = distill(args.method, args.dataset, args.ipc, out=out, resume=args.resume, restart=args.restart,
+                    quiet=args.quiet, checkpoint_every=args.checkpoint_every, data_root=args.data_root,
+                    model=args.model, model_args=parse_json(args.model_args, "--model-args"), seed=args.seed, device=args.device,
                     max_per_class=args.max_per_class, preset=args.preset,
-                    validation=ValidationSpec(args.validation) if args.validation else None, **options)
+                    validation=ValidationSpec(args.validation) if args.validation is not None else None, **options)
     if not args.quiet and dist.is_main():
         _console().print(f"Wrote [bold]{out}[/]: {synth.images.shape[0]} images "
                          f"({synth.ipc} per class, {synth.method}, {synth.iterations_done} iterations).")
@@ -106,25 +126,53 @@ def cmd_distill(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.runs is not None:  # the seeds of every run are listed up front: a count, not a budget
+        check_value("--runs", args.runs, int, Range(1, 10_000))
+    md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
+    for path in filter(None, (args.json, md)):  # before the training, not after
+        check_output(path)
     grid = run_grid(args.sets, models=args.models, protocol=args.protocol, runs=args.runs, epochs=args.epochs,
                     seed=args.seed, reference=args.reference, log=_log(args) if dist.is_main() else None,
                     dataset=args.dataset, data_root=args.data_root, device=args.device, sequential=args.sequential,
                     model_args=parse_json(args.model_args, "--model-args"), split=args.split,
-                    progress=not args.quiet and dist.is_main())
+                    progress=not args.quiet and dist.is_main(), ior=not args.no_ior, references=args.references,
+                    lr_grid=parse_json(f"[{args.lr_grid}]", "--lr-grid", list) if args.lr_grid else None)
     if not dist.is_main():
         return 0
     _console().print(rich_table(grid))
+    if ranking_table(grid) is not None:
+        _console().print(ranking_table(grid))
     if args.json:
         write_json(args.json, grid.to_json())
-    md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
     if md:
         write_text(md, markdown(grid))
     return 0
 
 
+def cmd_reference(args) -> int:
+    if args.out:
+        check_output(args.out, folder=True, owned=lambda names: all(n.startswith("full_") for n in names))
+    data = load_dataset(args.dataset, root=args.data_root, device=resolve_device(args.device))
+    for model in resolve_models(args.models):
+        path = build_reference(data, model, parse_json(args.model_args, "--model-args"), args.out, seed=args.seed,
+                               log=_log(args) or (lambda m: None))
+        info = read_network_info(path)
+        _console().print(f"{model}: {info.metrics['test_accuracy']:.2f}% on {data.name} ({info.metrics['protocol']}), "
+                         f"[bold]{path}[/]")
+    return 0
+
+
 def cmd_report(args) -> int:
-    page = write_report(args.results, args.out)
-    _console().print(f"Wrote [bold]{page}[/] and its plots.")
+    """The page is built aside and swapped in whole; an existing --out folder must be an earlier report."""
+    check_output(args.out, folder=True, owned=is_report_folder)
+    reports = []
+    for path in args.results:
+        rows = load_reports([path])
+        check_reports(rows, f"Results file {path}")
+        reports += rows
+    with staged_folder(args.out) as staging:
+        render_report(reports, staging, sources=args.results)
+    _console().print(f"Wrote [bold]{os.path.join(args.out, 'README.md')}[/] and its plots.")
     return 0
 
 
@@ -148,7 +196,12 @@ def cmd_audit(args) -> int:
 
 
 def cmd_show(args) -> int:
+    png = args.png or os.path.splitext(args.set)[0] + ".png"
+    decoded = os.path.splitext(png)[0] + "_decoded.png"
+    check_output(png)
     synth = SynthSet.load(args.set)
+    if synth.decoder["kind"] != "identity":
+        check_output(decoded)
     table = Table(title=args.set, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -161,18 +214,17 @@ def cmd_show(args) -> int:
             ("learned lr", "-" if synth.lr is None else f"{float(synth.lr):.6g}"),
             ("ZCA", "yes" if synth.zca_matrix is not None else "no"), ("created", synth.created),
             ("versions", ", ".join(f"{k} {v}" for k, v in synth.versions.items()))]
-    run_cfg = synth.config.get("run", {})
+    run_cfg, method_cfg = (v if isinstance(v, dict) else {} for v in (synth.config.get("run"),
+                                                                      synth.config.get("method_config")))
     rows += [("model", f"{run_cfg.get('model', '-')} {json.dumps(run_cfg.get('model_args') or {})}")]
-    rows += [(f"config: {k}", str(v)) for k, v in sorted(synth.config.get("method_config", {}).items())]
+    rows += [(f"config: {k}", str(v)) for k, v in sorted(method_cfg.items())]
     for k, v in rows:
         table.add_row(k, v)
-    png = args.png or os.path.splitext(args.set)[0] + ".png"
     save_grid(synth, png)
     console = _console()
     console.print(table)
     console.print(f"Grid written to [bold]{png}[/]")
     if synth.decoder["kind"] != "identity":  # also the training images the stored ones stand for
-        decoded = os.path.splitext(png)[0] + "_decoded.png"
         save_grid(synth, decoded, max_per_class=synth.ipc * synth.decoder.get("factor", 1) ** 2, decoded=True)
         console.print(f"Decoded grid ({synth.decoder['kind']}) written to [bold]{decoded}[/]")
     return 0
@@ -223,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default=None, help=f"output .h5 (default {DEFAULT_OUT})")
     d.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    d.add_argument("--restart", action="store_true", help="discard OUT.ckpt.pt of an unfinished run and start over")
     d.add_argument("--checkpoint-every", type=int, default=25)
     d.add_argument("--device", default="auto")
     d.add_argument("--quiet", action="store_true")
@@ -244,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default=None, help="evaluate on this dataset instead of the set's own")
     e.add_argument("--data-root", default=None)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-ior", action="store_true",
+                   help="skip DD-Ranking's metrics (IOR trains a random real subset of the same storage per run, "
+                        "doubling the cost; HLR and LRS read a stored full-data reference, see `condense reference`)")
+    e.add_argument("--references", default=None, metavar="DIR",
+                   help="full-data references (default: $CONDENSE_REFERENCES, else the checkout's synth_sets/references)")
+    e.add_argument("--lr-grid", default=None, metavar="LR,LR,...",
+                   help="choose each architecture's learning rate first: one run per value, scored on the selection "
+                        "split (never on test), e.g. 0.003,0.01,0.03")
     e.add_argument("--split", default="test", choices=("test", "validation"),
                    help="score on the test split (the headline), or on the validation split the set was distilled "
                         "without (for selecting settings)")
@@ -252,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    f = sub.add_parser("reference", help="train full-data references (the HLR of condense eval), once per dataset "
+                                         "and architecture")
+    f.add_argument("--dataset", default="mnist5k")
+    f.add_argument("--data-root", default=None)
+    f.add_argument("--models", default="ConvNet", help="comma-separated architectures, or 'all'")
+    f.add_argument("--model-args", default=None)
+    f.add_argument("--out", default=None, help="folder (default: $CONDENSE_REFERENCES, else synth_sets/references)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="auto")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=cmd_reference)
 
     r = sub.add_parser("report", help="plots and a Markdown page from eval result JSON files")
     r.add_argument("results", nargs="+", metavar="RESULTS.json")
@@ -307,13 +380,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 2
-        return args.func(args)
+        if getattr(args, "seed", None) is not None:
+            check_value("--seed", args.seed, int, SEED)
+        # Library warnings would add lines to the one-sentence error contract; the outcome is what we report.
+        with warnings.catch_warnings(), reading(_inputs(args)):
+            warnings.simplefilter("ignore")
+            return args.func(args)
     except CondenseError as err:
         print(f"condense: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("condense: interrupted.", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
+        if not isinstance(err, MemoryError) and not any(w in str(err) for w in ("can't allocate", "out of memory")):
+            raise
+        print("condense: out of memory; ask for less (fewer runs or shadows, smaller widths or batches).",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ STREAMS: dict[str, Stream] = {
     "shadow_set": Stream(100_003, 1, 10_000, None, "the distillation of membership-inference shadow i"),
     "shadow_random": Stream(100_003, 1, 30_000, None, "the random subset of membership-inference shadow i"),
     "shadow_model": Stream(100_003, 1, 20_000, None, "the model trained in membership-inference shadow i"),
+    "lr_grid": Stream(1_000_003, 67_867_967, 19, 2**62, "the network of candidate i of a learning-rate grid"),
+    "ior_random": Stream(1_000_003, 49_979_687, 11, 2**62, "the random real subset of run i of an IOR comparison"),
     "pool_net": Stream(1_000_003, 15_485_863, 31, 2**62, "the initialisation of the i-th network of a network pool"),
     "pool_train": Stream(1_000_003, 32_452_843, 53, 2**62, "which pool networks train after outer iteration i, on which real batches"),
 }

@@ -265,6 +265,68 @@ def bench_evaluator(device: torch.device, repeats: int) -> dict:
             "rows": rows, "speedup_vectorised_vs_sequential": rows[1]["seconds"] / rows[0]["seconds"]}
 
 
+FLOOR_OPTIONS = {"set": "", "dataset": None, "epochs": 50}
+
+
+def official_style_evaluation(synth, data, epochs: int, seed: int) -> tuple[float, float]:
+    """The DC/DM ``evaluate_synset`` recipe as its paper describes it (Zhao et al.; VICO-UoE utils), written here
+    as a plain loop: a shuffling DataLoader of batch 256, non-siamese DSA per batch, SGD momentum 0.9 wd 5e-4,
+    a fresh optimiser at lr x0.1 after epoch epochs//2 + 1, epochs + 1 epochs, one test pass at the end
+    (DataLoader, batch 256). Returns (seconds, test accuracy)."""
+    from condense.augment import dsa_for
+    from condense.models import create_model
+
+    torch.manual_seed(seed)
+    c, h, w = data.image_shape
+    net = create_model("ConvNet", c, data.num_classes, (h, w))
+    images, labels = synth.decode()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images.detach(), labels), batch_size=256,
+                                         shuffle=True)
+    dsa, lr = dsa_for(data.hflip_safe), 0.01
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    t0 = time.perf_counter()
+    for ep in range(epochs + 1):
+        net.train()
+        for x, y in loader:
+            loss = torch.nn.functional.cross_entropy(net(dsa(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if ep == epochs // 2 + 1:
+            lr *= 0.1
+            opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.test_x, data.test_y), batch_size=256):
+            correct += int((net(x).argmax(1) == y).sum())
+    return time.perf_counter() - t0, 100 * correct / len(data.test_y)
+
+
+def bench_evaluator_floor(device: torch.device, repeats: int) -> dict:
+    """condense's evaluator (protocol standard cut to --floor-epochs, one run) against the official-style loop on
+    the same set and data, alternated ``repeats`` times (A, B, A, B); seconds per epoch and accuracies."""
+    from condense.evaluation import evaluate, get_protocol, real_data_for
+    from condense.store import SynthSet
+
+    synth = SynthSet.load(FLOOR_OPTIONS["set"])
+    data = real_data_for(synth, FLOOR_OPTIONS["dataset"], device=torch.device("cpu"))
+    epochs, ours, theirs = FLOOR_OPTIONS["epochs"], [], []
+    proto = get_protocol("standard", epochs=epochs)
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        rep = evaluate(synth, protocol=proto, runs=1, seed=r, dataset=data, device="cpu")
+        ours.append((time.perf_counter() - t0, rep.results["ConvNet"].mean))
+        theirs.append(official_style_evaluation(synth, data, epochs, seed=r))
+    rows = [{"variant": "condense evaluate (standard, test read once, 10 selection passes)",
+             "seconds": statistics.median(t for t, _ in ours) / epochs, "acc_mean": statistics.mean(a for _, a in ours)},
+            {"variant": "official-style loop (DataLoader, epochs + 1, one test pass)",
+             "seconds": statistics.median(t for t, _ in theirs) / (epochs + 1),
+             "acc_mean": statistics.mean(a for _, a in theirs)}]
+    return {"section": "evaluator_floor", "input": f"{FLOOR_OPTIONS['set']}, {epochs} epochs, {repeats} alternated runs",
+            "rows": rows, "ratio_ours_to_official": rows[0]["seconds"] / rows[1]["seconds"]}
+
+
 POOL_SCHEDULES = {  # (pool, networks trained per iteration, steps each, real batch): IDM's official one first
     "idm official (2 nets x 10 steps x 256)": dict(pool=100, pool_train_nets=2, pool_steps=10, pool_batch=256),
     "1 net x 2 steps x 256": dict(pool=100, pool_train_nets=1, pool_steps=2, pool_batch=256),
@@ -304,7 +366,7 @@ def bench_pool(device: torch.device, repeats: int) -> dict:
 
 
 SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory, "evaluator": bench_evaluator,
-            "pool": bench_pool}
+            "pool": bench_pool, "evaluator_floor": bench_evaluator_floor}
 
 
 def print_table(result: dict) -> None:
@@ -334,11 +396,15 @@ def main() -> None:
     parser.add_argument("--eval-epochs", type=int, default=300, help="evaluator section: epochs per seed")
     parser.add_argument("--eval-width", type=int, default=128, help="evaluator section: ConvNet width")
     parser.add_argument("--eval-threads", type=int, default=0, help="evaluator section: torch threads (0: keep)")
+    parser.add_argument("--floor-set", default="synth_sets/zoo/cifar10_dm_ipc10.h5", help="evaluator_floor section: set")
+    parser.add_argument("--floor-dataset", default=None, help="evaluator_floor section: e.g. imagefolder:DIR")
+    parser.add_argument("--floor-epochs", type=int, default=50)
     args = parser.parse_args()
     EVAL_OPTIONS.update(epochs=args.eval_epochs, width=args.eval_width, threads=args.eval_threads)
+    FLOOR_OPTIONS.update(set=args.floor_set, dataset=args.floor_dataset, epochs=args.floor_epochs)
     device = resolve_device(args.device)
     results = []
-    for name in args.section or sorted(SECTIONS):
+    for name in args.section or [s for s in sorted(SECTIONS) if s != "evaluator_floor"]:  # it needs CIFAR-10
         result = SECTIONS[name](device, args.repeats)
         print_table(result)
         results.append(result)

@@ -63,7 +63,7 @@ def test_features_from_a_named_network(tmp_path):
 @pytest.mark.parametrize("argv, needles", [
     (["--method", "herding", "--flip"], ["--flip is not supported by method 'herding'"]),
     (["--method", "kcenter", "--ipc", "5000"], ["IPC 5000", "smallest class"]),
-    (["--method", "datadam", "--set", "power=0", "--iterations", "1"], ["attention power must be positive"]),
+    (["--method", "datadam", "--set", "power=0", "--iterations", "1"], ["option 'power' must be a finite number > 0"]),
     (["--method", "dc", "--set", "distance=l1", "--iterations", "1"], ["Unknown gradient distance 'l1'"]),
 ])
 def test_bad_input_is_exit_2_and_one_sentence(capsys, tmp_path, argv, needles):

@@ -223,3 +223,59 @@ def test_models_all_skips_what_does_not_fit_with_a_note(tmp_path, capsys):
     assert "skipped (images do not fit): LeNet" in open(tmp_path / "r.md").read()
     code, _, err = _cli(capsys, "eval", path, "--models", "LeNet", "--epochs", "1", "--runs", "1", "--device", "cpu")
     assert code == 2 and "16×16" in err  # named explicitly: refused, not skipped
+
+
+def test_dd_ranking_metrics_by_hand():
+    from math import e, exp
+
+    from condense.evaluation.metrics import ars, lrs, ranking
+
+    r = ranking([50.0, 52.0], [40.0, 44.0], full_accuracy=80.0)
+    assert r["ior"] == 9.0 and r["ior_std"] == 1.0 and r["random_mean"] == 42.0 and r["hlr"] == 29.0
+    assert r["lrs"] == lrs(9.0, 29.0) == (exp(0.5 * 0.09 - 0.5 * 0.29) - exp(-1)) / (e - exp(-1))  # fractions
+    assert lrs(100.0, 0.0, w=1.0) == 1.0 and lrs(0.0, 100.0, w=0.0) == 0.0  # the normalisation's ends
+    assert ars(4.0, 2.0) == (exp(0.5 * 0.04 + 0.5 * 0.02) - exp(-1)) / (e - exp(-1))
+    assert ranking([50.0], [40.0])["hlr"] is None and ranking([50.0], [40.0])["lrs"] is None
+
+
+def test_eval_reports_ior_against_fresh_random_subsets_and_hlr_from_a_stored_reference(tmp_path, monkeypatch):
+    from condense.evaluation import run_grid
+    from condense.evaluation.references import build_reference, full_accuracy
+
+    monkeypatch.setenv("CONDENSE_REFERENCES", str(tmp_path / "refs"))
+    data = load_dataset("digits")
+    assert full_accuracy(data, "ConvNet", W16) is None
+    path = build_reference(data, "ConvNet", W16)
+    assert build_reference(data, "ConvNet", W16) == path  # built once, then reused
+    full = full_accuracy(data, "ConvNet", W16)
+    assert full > 50  # 30 epochs on the whole digits training split (chance: 10)
+    s = str(tmp_path / "s.h5")
+    _set(2).save(s)
+    grid = run_grid([s], protocol=Protocol(epochs=4, batch_size=10, checkpoints=1), runs=2, device="cpu",
+                    model_args=W16)
+    r = grid.sets[0].ranking["ConvNet"]
+    assert len(r["random_runs"]) == 2 and r["random_runs"][0] != r["random_runs"][1]  # a fresh subset per run
+    assert r["full_accuracy"] == full and r["hlr"] == pytest.approx(full - grid.sets[0].results["ConvNet"].mean)
+    assert r["ior"] == pytest.approx(grid.sets[0].results["ConvNet"].mean - r["random_mean"])
+    assert run_grid([s], protocol=Protocol(epochs=1, checkpoints=1), runs=1, device="cpu", model_args=W16,
+                    ior=False).sets[0].ranking is None
+
+
+def test_lr_grid_chooses_on_the_selection_split(monkeypatch):
+    import condense.evaluation.evaluator as ev
+
+    calls = []
+    real = ev.train_seeds
+
+    def spy(build, seeds, x, labels, select, proto, lr, *a, **kw):
+        calls.append((lr, len(seeds)))
+        return real(build, seeds, x, labels, select, proto, lr, *a, **kw)
+
+    monkeypatch.setattr(ev, "train_seeds", spy)
+    rep = evaluate(_set(2), protocol=Protocol(epochs=20, batch_size=10, checkpoints=1), runs=2, device="cpu",
+                   model_args=W16, lr_grid=[1e-4, 0.05])
+    pick = rep.lr_selected["ConvNet"]
+    assert calls == [(1e-4, 1), (0.05, 1), (pick["chosen"], 2)]  # one run per candidate, then the runs
+    assert pick["chosen"] == 0.05 and pick["selection_accuracy"][1] > pick["selection_accuracy"][0]
+    with pytest.raises(CondenseError, match="positive finite"):
+        evaluate(_set(1), protocol="fast", epochs=1, runs=1, device="cpu", lr_grid=[0.01, -1.0])

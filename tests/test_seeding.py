@@ -18,6 +18,8 @@ EXPECTED = {
     "shadow_set": lambda s, i: s * 100_003 + i + 10_000,
     "shadow_random": lambda s, i: s * 100_003 + i + 30_000,
     "shadow_model": lambda s, i: s * 100_003 + i + 20_000,
+    "lr_grid": lambda s, i: (s * 1_000_003 + i * 67_867_967 + 19) % M62,
+    "ior_random": lambda s, i: (s * 1_000_003 + i * 49_979_687 + 11) % M62,
     "pool_net": lambda s, i: (s * 1_000_003 + i * 15_485_863 + 31) % M62,
     "pool_train": lambda s, i: (s * 1_000_003 + i * 32_452_843 + 53) % M62,
 }

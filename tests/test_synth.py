@@ -64,9 +64,11 @@ def test_min_distance_is_refused_by_every_method_without_the_mixin(method):
 
 @pytest.mark.parametrize("method", list_methods())
 def test_a_method_that_cannot_shard_is_refused_under_torchrun(method):
+    """Iterative methods must shard classes to run under torchrun; one-shot selections (random, coresets)
+    simply run on every rank (the IOR and reference rows of a sharded evaluation need them)."""
     cls = get_method(method)
     check_capabilities(cls, {}, 1)  # one process: always fine
-    if cls.shards_classes:
+    if cls.shards_classes or not cls.iterative:
         check_capabilities(cls, {}, 2)
         return
     msg = refusal(method, {}, world=2)

@@ -119,7 +119,7 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
              dataset: Union[None, str, ImageDataset] = None, data_root: Optional[str] = None,
              device: str = "auto", seed: int = 0, set_name: str = "", sequential: Optional[bool] = None,
              model_args: Optional[dict[str, Any]] = None, jobs: Optional[Sequence[tuple[str, int]]] = None,
-             split: str = "test", progress: bool = False,
+             split: str = "test", progress: bool = False, lr_grid: Optional[Sequence[float]] = None,
              log: Optional[Callable[[str], None]] = None) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
 
@@ -128,7 +128,8 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     ``seed_for("eval_run", seed, r)``. ``jobs`` restricts the work to some (model, run index) pairs
     (torchrun sharding); the report then holds only those runs, also listed under ``jobs``.
     ``split="validation"`` scores on the validation split the set was distilled without, for selections.
-    ``progress`` shows a bar per run with its epoch.
+    ``progress`` shows a bar per run with its epoch. ``lr_grid`` picks each architecture's learning rate
+    first: one run per candidate (stream ``lr_grid``), scored on the selection split, never on test.
     """
     proto = resolve_protocol(protocol, epochs)
     runs = proto.runs if runs is None else runs
@@ -146,6 +147,10 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     labels, label_info = labels_for(synth, targets, proto, data, dev, set_name, log)
     train_x = images.detach().to(dev)
     lr = float(synth.lr) if (synth.lr is not None and proto.use_learned_lr) else proto.lr
+    if lr_grid is not None and (not lr_grid or not all(isinstance(v, (int, float)) and 0 < v < float("inf")
+                                                       for v in lr_grid)):
+        raise CondenseError(f"The learning-rate grid must hold positive finite numbers, got {list(lr_grid)}.")
+    chosen: dict[str, dict[str, Any]] = {}
     dsa = dsa_for(data.hflip_safe) if proto.augment == "dsa" else None
     c, h, w = data.image_shape
     seeds = [seed_for("eval_run", seed, r) for r in range(runs)]
@@ -174,8 +179,15 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
             tasks = [bar.add_task(f"{set_name or synth.method} {model_name} run {r + 1}/{runs}", total=proto.epochs)
                      for r in idx]
             blocker = vmap_blocker(build())
-            trained = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (select_x, select_y), proto, lr,
-                                  dsa, vectorised=not sequential,
+            model_lr = lr
+            if lr_grid:  # one run per candidate, scored on the selection split
+                scores = [train_seeds(build, [seed_for("lr_grid", seed, i)], train_x, labels, (select_x, select_y),
+                                      proto, cand, dsa)[0][1]["curve"][-1][1] for i, cand in enumerate(lr_grid)]
+                model_lr = float(lr_grid[max(range(len(scores)), key=scores.__getitem__)])
+                chosen[model_name] = {"grid": list(lr_grid), "selection_accuracy": [100 * a for a in scores],
+                                      "chosen": model_lr}
+            trained = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (select_x, select_y), proto,
+                                  model_lr, dsa, vectorised=not sequential,
                                   on_epoch=lambda i, e: bar.update(tasks[i], completed=e) if progress else None)
             outcomes = [{**o, "final": test_accuracy(net, data.test_x, data.test_y)} for net, o in trained]
             trainer = ("vectorised" if outcomes[0]["vectorised"] else
@@ -187,7 +199,7 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                       labels=label_info["labels"], teacher=label_info.get("teacher"),
                       protocol={**proto.to_dict(), "hash": proto.digest()}, results=results,
                       jobs=job_results if jobs is not None else None, validation=data.validation, split=split,
-                      selection=selection, skipped=skipped or None)
+                      selection=selection, skipped=skipped or None, lr_selected=chosen or None)
 
 
 def _percent(o: dict[str, Any]) -> dict[str, Any]:

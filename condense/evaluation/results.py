@@ -84,6 +84,8 @@ class EvalReport:
     split: str = "test"                # the real split that scored the runs: test, or validation (for selection)
     selection: Optional[dict[str, Any]] = None  # the split the checkpoint curves were scored on
     skipped: Optional[dict[str, str]] = None    # architectures of --models all that do not accept the images, and why
+    ranking: Optional[dict[str, dict[str, Any]]] = None  # per architecture: IOR, HLR, LRS (metrics.py)
+    lr_selected: Optional[dict[str, dict[str, Any]]] = None  # per architecture: the lr grid, its selection scores
     reference: bool = False            # a reference row (full data or random subset), not a set under study
 
     @property
@@ -95,7 +97,7 @@ class EvalReport:
                "lr": self.lr, "seed": self.seed, "seeds": self.seeds, "model_args": self.model_args,
                "labels": self.labels, "protocol": self.protocol,
                "results": {m: r.to_json() for m, r in self.results.items()}}
-        for key in ("teacher", "jobs", "world", "validation", "selection", "skipped"):
+        for key in ("teacher", "jobs", "world", "validation", "selection", "skipped", "ranking", "lr_selected"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.split != "test":
@@ -110,6 +112,7 @@ class EvalReport:
                    results={m: ModelResult.from_json(r) for m, r in d["results"].items()},
                    labels=d.get("labels", "hard"), teacher=d.get("teacher"), model_args=d.get("model_args") or {},
                    jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), split=d.get("split", "test"), selection=d.get("selection"), skipped=d.get("skipped"),
+                   ranking=d.get("ranking"), lr_selected=d.get("lr_selected"),
                    reference=reference)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from rich.markup import escape
 from rich.table import Table
@@ -36,6 +37,26 @@ def rich_table(grid: GridReport) -> Table:
     return table
 
 
+def _ranking_rows(grid: GridReport) -> list[tuple[str, str, str, str, str, str]]:
+    return [(row_name(rep), m, f"{r['ior']:+.2f} ± {r['ior_std']:.2f}", f"{r['random_mean']:.2f}",
+             "–" if r["hlr"] is None else f"{r['hlr']:.2f} (full {r['full_accuracy']:.2f})",
+             "–" if r["lrs"] is None else f"{r['lrs']:.3f}")
+            for rep in grid.sets if rep.ranking for m, r in rep.ranking.items()]
+
+
+def ranking_table(grid: GridReport) -> Optional[Table]:
+    """DD-Ranking's metrics per set and architecture, when computed."""
+    rows = _ranking_rows(grid)
+    if not rows:
+        return None
+    table = Table(title="DD-Ranking metrics (points; LRS from fractions)")
+    for col in ("set", "model", "IOR", "random subset", "HLR", "LRS"):
+        table.add_column(col, justify="left" if col in ("set", "model") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def markdown(grid: GridReport) -> str:
     p, first = grid.protocol, grid.sets[0]
     lines = [f"## {title(grid)}", "",
@@ -50,6 +71,17 @@ def markdown(grid: GridReport) -> str:
               f"{first.split} split, read once per network at the end of its training",
               f"- checkpoint curves: {(first.selection or {}).get('split', 'the test split (an earlier version)')}",
               f"- trainer: {trainers}",
-              *([f"- skipped (images do not fit): " + "; ".join(f"{m}: {why.rstrip('.')}" for m, why in first.skipped.items())]
+              *(["- learning rate chosen on the checkpoint-curve split (one run per value): " + "; ".join(
+                  f"{m} {v['chosen']:g} of {v['grid']}" for m, v in first.lr_selected.items())]
+                if first.lr_selected else []),
+              *(["- skipped (images do not fit): " + "; ".join(f"{m}: {why.rstrip('.')}" for m, why in first.skipped.items())]
                 if first.skipped else []), ""]
+    rows = _ranking_rows(grid)
+    if rows:
+        lines += ["### DD-Ranking metrics", "",
+                  "IOR: accuracy minus that of a fresh random real subset of the same storage per run (same protocol "
+                  "and seeds); HLR: full-data accuracy (`full` protocol) minus the set's; LRS from IOR and HLR as "
+                  "fractions (DD-Ranking's code feeds percentages). Points, mean ± std over the paired runs.", "",
+                  "| set | model | IOR | random subset | HLR | LRS |", "|---|---|---:|---:|---:|---:|",
+                  *(f"| {' | '.join(r)} |" for r in rows), ""]
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import torch
 
 from ..data import ImageDataset, RealSampler
 from ..errors import CondenseError
+from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, check_fields
 from ..models import create_model
 from ..store import SynthSet
 from .defence import MinDistanceConfig
@@ -138,7 +139,7 @@ def check_capabilities(cls: type[Synthesizer], options: dict[str, Any], world: i
     if options.get("min_distance") is not None and not cls.supports_min_distance():
         raise CondenseError(f"--min-distance is supported by {able(lambda m: m.supports_min_distance())}, "
                             f"not by '{cls.name}'.")
-    if world > 1 and not cls.shards_classes:
+    if world > 1 and cls.iterative and not cls.shards_classes:  # one-shot selections just run on every rank
         raise CondenseError(f"Method '{cls.name}' cannot be sharded across torchrun ranks; run it in one process "
                             f"({able(lambda m: m.shards_classes)} shard classes).")
 
@@ -153,8 +154,24 @@ def drop_retired(method: str, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in known or RETIRED_OPTIONS.get(k, math.nan) != v}
 
 
+# The range of every method option that has one, by field name (types come from the config dataclasses);
+# iterations are checked by prepare(), as their floor depends on whether the method iterates.
+RANGES = {
+    **dict.fromkeys(("lr_img", "lr_net", "lr_lr", "lr_teacher", "pool_lr", "feature_lr", "power", "loss_scale"),
+                    POSITIVE),
+    **dict.fromkeys(("momentum", "student_momentum", "pool_momentum"), FRACTION),
+    **dict.fromkeys(("batch_real", "batch_train", "bn_real", "outer_loop", "inner_loop", "factor", "syn_steps",
+                     "expert_epochs", "max_start_epoch", "pool_initial", "pool_interval", "pool_steps", "pool_batch",
+                     "feature_batch", "kmeans_iters"), AT_LEAST_1),
+    **dict.fromkeys(("batch_syn", "pool", "pool_train_nets", "feature_epochs", "min_distance",
+                     "min_distance_weight", "ce_weight", "task_balance", "pool_weight_decay"), NON_NEGATIVE),
+}
+
+
 def build_config(method: str, dataset: str, ipc: int, overrides: dict[str, Any], preset: Optional[str] = None) -> Any:
-    """Method config = dataclass defaults <- preset table row for (dataset, ipc) <- named ``preset`` <- overrides."""
+    """Method config = dataclass defaults <- preset table row for (dataset, ipc) <- named ``preset`` <- overrides.
+
+    Every value is checked against its field's type and ``RANGES`` before the config is built."""
     cls = get_method(method).config_cls
     values = {**preset_for(method, dataset, ipc), **(named_preset(method, preset) if preset else {}),
               **{k: v for k, v in overrides.items() if v is not None}}
@@ -163,6 +180,7 @@ def build_config(method: str, dataset: str, ipc: int, overrides: dict[str, Any],
     if unknown:
         raise CondenseError(f"Method '{method}' has no option '{unknown[0]}'; its options are: "
                             f"{', '.join(sorted(known))}.")
+    check_fields(cls, values, RANGES, f"Method '{method}'")
     return cls(**values)
 
 

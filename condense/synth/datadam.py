@@ -74,8 +74,6 @@ class DataDAM(PixelSynthesizer):
     config_cls = DataDAMConfig
 
     def init(self):
-        if self.cfg.power <= 0:
-            raise CondenseError(f"The DataDAM attention power must be positive, got {self.cfg.power}.")
         if not hasattr(self.ctx.new_model(), "forward_with_activations"):
             raise CondenseError(f"DataDAM needs a ConvNet-family model (per-block activations); "
                                 f"'{self.ctx.run.model}' has none.")
