@@ -20,17 +20,21 @@ from .data import ValidationSpec, list_datasets, load_dataset
 from .device import resolve_device
 from .errors import CondenseError
 from .evaluation import load_reports, resolve_models, run_grid
+from .evaluation.kernel_eval import evaluate_kernel
 from .evaluation.references import build_reference
+from .evaluation.transfer import TransferConfig, evaluate_transfer
 from .evaluation.plots import render_report
 from .evaluation.result_files import check_reports, is_report_folder
-from .evaluation.tables import markdown, ranking_table, rich_table
+from .evaluation.tables import markdown, ranking_table, rich_table, split_table
 from .experts import ExpertConfig, train_buffer
 from .fields import SEED, Range, check_value
 from .grids import save_grid
 from .io import check_output, reading, staged_folder, write_json, write_text
 from .models import read_network_info
+from .ssl import SSLConfig, train_ssl
 from .store import SynthSet
 from .synth import distill, list_methods
+from .teachers import TeacherRecipe, train_teachers
 
 DEFAULT_OUT = os.path.join("synth_sets", "{dataset}_{method}_ipc{ipc}.h5")
 
@@ -83,6 +87,9 @@ def _inputs(args) -> list[str]:
              settings.get("feature_weights"), settings.get("experts")]
     paths += [v for v in (getattr(args, "set", None), getattr(args, "experts", None)) if isinstance(v, str)]
     paths += list(getattr(args, "sets", None) or []) + list(getattr(args, "results", None) or [])
+    paths += f"{getattr(args, 'teacher', None) or ''},{settings.get('teacher') or ''}".split(",")  # teacher(s)
+    paths += [getattr(args, "ssl", None), settings.get("target")]  # krr_st's target network, transfer's SSL target
+    paths += [t.partition("imagefolder:")[2] for t in getattr(args, "transfer", None) or []]
     if str(getattr(args, "protocol", "")).endswith(".json"):
         paths.append(args.protocol)
     return [p for p in paths if isinstance(p, str) and p]
@@ -105,7 +112,8 @@ def cmd_datasets(args) -> int:
 
 
 _METHOD_OPTIONS = ("iterations", "lr_img", "batch_real", "init", "flip", "min_distance",
-                   "experts", "syn_steps", "expert_epochs", "max_start_epoch", "grad_mode")  # last five: mtt
+                   "experts", "syn_steps", "expert_epochs", "max_start_epoch", "grad_mode",  # these five: mtt
+                   "teacher")  # sre2l, rded, infer
 
 
 def cmd_distill(args) -> int:
@@ -126,6 +134,8 @@ def cmd_distill(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.transfer or args.kernel:
+        return cmd_eval_kernel_family(args)
     if args.runs is not None:  # the seeds of every run are listed up front: a count, not a budget
         check_value("--runs", args.runs, int, Range(1, 10_000))
     md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
@@ -136,16 +146,72 @@ def cmd_eval(args) -> int:
                     dataset=args.dataset, data_root=args.data_root, device=args.device, sequential=args.sequential,
                     model_args=parse_json(args.model_args, "--model-args"), split=args.split,
                     progress=not args.quiet and dist.is_main(), ior=not args.no_ior, references=args.references,
-                    lr_grid=parse_json(f"[{args.lr_grid}]", "--lr-grid", list) if args.lr_grid else None)
+                    lr_grid=parse_json(f"[{args.lr_grid}]", "--lr-grid", list) if args.lr_grid else None,
+                    teacher=args.teacher)
     if not dist.is_main():
         return 0
     _console().print(rich_table(grid))
-    if ranking_table(grid) is not None:
-        _console().print(ranking_table(grid))
+    for extra in (split_table(grid), ranking_table(grid)):
+        if extra is not None:
+            _console().print(extra)
     if args.json:
         write_json(args.json, grid.to_json())
     if md:
         write_text(md, markdown(grid))
+    return 0
+
+
+def cmd_eval_kernel_family(args) -> int:
+    """`eval --transfer TARGET` (pre-train on each set, fine-tune on TARGET) or `eval --kernel ntk|nngp` (KRR)."""
+    if args.transfer and args.kernel:
+        raise CondenseError("--transfer and --kernel are two different evaluations; give one.")
+    md = args.markdown or (os.path.splitext(args.json)[0] + ".md" if args.json else None)
+    for path in filter(None, (args.json, md)):
+        check_output(path)
+    if args.kernel:
+        reports = [evaluate_kernel(args.sets, args.kernel, dataset=args.dataset, data_root=args.data_root,
+                                   device=resolve_device(args.device), split=args.split)]
+    else:
+        if args.dataset or args.reference or args.split != "test":
+            raise CondenseError("--transfer scores on the target's test split; drop --dataset, --reference and "
+                                "--split.")
+        models = resolve_models(args.models)
+        if len(models) != 1:
+            raise CondenseError("Transfer evaluation pre-trains one architecture; give exactly one with --models.")
+        options = {"pretrain_epochs": args.pretrain_epochs, "finetune_steps": args.finetune_steps,
+                   "linear_steps": args.finetune_steps, "runs": args.runs}
+        cfg = TransferConfig(targets=args.transfer, data_root=args.data_root, ssl=args.ssl or "", model=models[0],
+                             model_args=parse_json(args.model_args, "--model-args") or {}, seed=args.seed,
+                             fractions=parse_json(f"[{args.label_fractions}]", "--label-fractions", list),
+                             modes=[m.strip() for m in args.transfer_modes.split(",") if m.strip()],
+                             **{k: v for k, v in options.items() if v is not None})
+        reports = evaluate_transfer([(p, SynthSet.load(p)) for p in args.sets], cfg, device=args.device,
+                                    log=_log(args) or (lambda m: None))
+    for report in reports:
+        _console().print(report.rich_table())
+    if args.json:
+        write_json(args.json, reports[0].to_json() if args.kernel else
+                   {"kind": "transfer", "reports": [r.to_json() for r in reports]})
+    if md:
+        write_text(md, "\n".join(r.markdown() for r in reports))
+    return 0
+
+
+def cmd_ssl(args) -> int:
+    options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr") if getattr(args, k) is not None}
+    options.update(parse_settings(args.set))
+    own = {"dataset", "data_root", "max_per_class", "model", "model_args", "seed"}
+    known = sorted(f for f in SSLConfig.__dataclass_fields__ if f not in own)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CondenseError(f"`condense ssl` has no option '{unknown[0]}'; --set takes: {', '.join(known)}.")
+    cfg = SSLConfig(dataset=args.dataset, data_root=args.data_root, max_per_class=args.max_per_class,
+                    model=args.model, model_args=parse_json(args.model_args, "--model-args") or {}, seed=args.seed,
+                    **options)
+    train_ssl(cfg, args.out, device=args.device, resume=args.resume, restart=args.restart, quiet=args.quiet,
+              log=_log(args) or (lambda m: None))
+    if not args.quiet:
+        _console().print(f"Wrote [bold]{args.out}[/] (a {cfg.model} Barlow Twins encoder, role ssl).")
     return 0
 
 
@@ -225,8 +291,22 @@ def cmd_show(args) -> int:
     console.print(table)
     console.print(f"Grid written to [bold]{png}[/]")
     if synth.decoder["kind"] != "identity":  # also the training images the stored ones stand for
-        save_grid(synth, decoded, max_per_class=synth.ipc * synth.decoder.get("factor", 1) ** 2, decoded=True)
+        per_class = -(-synth.decode()[1].shape[0] // synth.num_classes)  # f² per image, or INFER's M + 1
+        save_grid(synth, decoded, max_per_class=per_class, decoded=True)
         console.print(f"Decoded grid ({synth.decoder['kind']}) written to [bold]{decoded}[/]")
+    return 0
+
+
+def cmd_teachers(args) -> int:
+    recipe = TeacherRecipe(**{k: getattr(args, k) for k in ("epochs", "batch_size", "lr")
+                              if getattr(args, k) is not None})
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    paths = train_teachers(args.dataset, models, args.out, seeds=args.seeds,
+                           model_args=parse_json(args.model_args, "--model-args") or {}, recipe=recipe,
+                           data_root=args.data_root, max_per_class=args.max_per_class,
+                           device=resolve_device(args.device), quiet=args.quiet, log=_log(args) or (lambda m: None))
+    if not args.quiet:
+        _console().print(f"{len(paths)} teacher(s) in [bold]{args.out}[/] (catalog.json lists them).")
     return 0
 
 
@@ -266,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--expert-epochs", type=int, default=None, help="mtt: target epoch offset M")
     d.add_argument("--max-start-epoch", type=int, default=None, help="mtt: start epoch t < T+")
     d.add_argument("--grad-mode", default=None, help="mtt: unrolled | recompute (same gradient, constant memory)")
+    d.add_argument("--teacher", default=None, help="sre2l, rded, infer: a teacher folder, network file or files "
+                                                   "(default: synth_sets/teachers, $CONDENSE_TEACHERS)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any method hyper-parameter, e.g. --set momentum=0.9 (repeatable)")
     d.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class")
@@ -286,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--models", default="ConvNet", help="comma-separated architectures, or 'all' (the cross-arch grid)")
     e.add_argument("--runs", type=int, default=None, help="seeds per architecture (default: the protocol's)")
     e.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
-    e.add_argument("--protocol", default="standard", help="name in eval/protocols (standard, long, fast, soft, kd) "
+    e.add_argument("--protocol", default="standard", help="name in eval/protocols (standard, long, fast, soft, relabel, kd) "
                                                          "or a .json file")
     e.add_argument("--reference", default=None, help="add a reference row: full | random")
     e.add_argument("--sequential", action="store_true", default=None,
@@ -305,6 +387,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lr-grid", default=None, metavar="LR,LR,...",
                    help="choose each architecture's learning rate first: one run per value, scored on the selection "
                         "split (never on test), e.g. 0.003,0.01,0.03")
+    e.add_argument("--teacher", default=None, metavar="DIR|FILE[,FILE]",
+                   help="soft-label protocols: the teachers that label a set without soft labels (soft), relabel "
+                        "every batch (relabel) or replace kd's cached teacher; a set that names its teachers is "
+                        "checked against them")
+    e.add_argument("--transfer", action="append", default=None, metavar="TARGET",
+                   help="transfer evaluation: pre-train a fresh --models network on each set (MSE to a krr_st set's "
+                        "targets, CE otherwise), fine-tune / linear-probe it on a labelled share of TARGET (e.g. "
+                        "cifar10@classes=0,1,8,9), beside no pre-training and a random subset; repeat for more "
+                        "targets (each pre-trained network serves all)")
+    e.add_argument("--label-fractions", default="0.01,0.1", metavar="F,F",
+                   help="--transfer: labelled share of every target class (default 0.01,0.1)")
+    e.add_argument("--transfer-modes", default="finetune,linear", help="--transfer: finetune, linear or both")
+    e.add_argument("--pretrain-epochs", type=int, default=None, help="--transfer: pre-training epochs (default 200)")
+    e.add_argument("--finetune-steps", type=int, default=None,
+                   help="--transfer: optimiser steps of fine-tuning and of the linear probe (default 1000)")
+    e.add_argument("--ssl", default=None, metavar="FILE.h5",
+                   help="--transfer: the self-supervised target network of the random-subset baseline (default: "
+                        "the one a krr_st set names; without one the subset is pre-trained with CE on its labels)")
+    e.add_argument("--kernel", default=None, choices=("ntk", "nngp"),
+                   help="kernel-regression accuracy of each set as the support of KRR under the analytic kernel of a "
+                        "wide ReLU MLP (kip, rkip: their own kernel)")
     e.add_argument("--split", default="test", choices=("test", "validation"),
                    help="score on the test split (the headline), or on the validation split the set was distilled "
                         "without (for selecting settings)")
@@ -353,6 +456,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("set", metavar="SET.h5")
     s.add_argument("--png", default=None, help="grid path (default: beside the set)")
     s.set_defaults(func=cmd_show)
+
+    t = sub.add_parser("teachers", help="train teacher networks on the full real training data (sre2l, rded, "
+                                        "infer, soft-label evaluation), resumably")
+    t.add_argument("--dataset", default="mnist5k")
+    t.add_argument("--data-root", default=None)
+    t.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class (the sets "
+                                                                   "to label must use the same cap)")
+    t.add_argument("--models", default="ConvNetBN", help="comma-separated architectures (default ConvNetBN)")
+    t.add_argument("--seeds", type=int, default=1, help="teachers per architecture (seeds 0..N-1)")
+    t.add_argument("--model-args", default=None, help='JSON of model overrides, e.g. \'{"width": 64}\'')
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
+    t.add_argument("--lr", type=float, default=None, help="SGD lr, cosine schedule (default 0.05)")
+    t.add_argument("--batch-size", type=int, default=None, help="default 256")
+    t.add_argument("--out", required=True, help="folder (teachers already there are kept; a killed run resumes)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_teachers)
+
+    q = sub.add_parser("ssl", help="train a self-supervised (Barlow Twins) encoder on the unlabeled training split, "
+                                   "resumably: the target network of krr_st")
+    q.add_argument("--dataset", default="mnist5k")
+    q.add_argument("--data-root", default=None)
+    q.add_argument("--max-per-class", type=int, default=None)
+    q.add_argument("--model", default="ConvNetBN", help="the backbone (e.g. ConvNetBN, ResNet18BN)")
+    q.add_argument("--model-args", default=None, help='JSON of backbone overrides, e.g. \'{"width": 64}\'')
+    q.add_argument("--epochs", type=int, default=None, help="default 20")
+    q.add_argument("--batch-size", type=int, default=None, help="default 256")
+    q.add_argument("--lr", type=float, default=None, help="AdamW lr, cosine schedule (default 1e-3)")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other option: proj_dim, hidden, weight_decay, off_diagonal, crop_scale, jitter")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True, help="the network file (.h5); OUT.ckpt.pt holds the checkpoint")
+    q.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    q.add_argument("--restart", action="store_true", help="discard OUT.ckpt.pt of an unfinished run and start over")
+    q.add_argument("--device", default="auto")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_ssl)
 
     x = sub.add_parser("experts", help="train expert trajectories for trajectory matching (mtt)")
     x.add_argument("--dataset", default="mnist5k")

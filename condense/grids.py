@@ -14,7 +14,10 @@ def save_grid(synth: SynthSet, path: str, max_per_class: int = 10, min_cell: int
     from torchvision.utils import save_image  # torchvision is slow to import; only this command needs it
 
     images, targets = synth.decode() if decoded else (synth.images, synth.labels)
-    labels = (targets.argmax(1) if targets.dim() == 2 else targets).cpu()
+    if synth.label_kind == "regression":  # no classes (krr_st): rows of consecutive images
+        labels = torch.arange(len(images)) // max_per_class
+    else:
+        labels = (targets.argmax(1) if targets.dim() == 2 else targets).cpu()
     pixels = synth.denormalized(images)
     rows = []
     for c in range(synth.num_classes):

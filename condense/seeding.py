@@ -41,6 +41,12 @@ STREAMS: dict[str, Stream] = {
     "ior_random": Stream(1_000_003, 49_979_687, 11, 2**62, "the random real subset of run i of an IOR comparison"),
     "pool_net": Stream(1_000_003, 15_485_863, 31, 2**62, "the initialisation of the i-th network of a network pool"),
     "pool_train": Stream(1_000_003, 32_452_843, 53, 2**62, "which pool networks train after outer iteration i, on which real batches"),
+    "ssl": Stream(1_000_003, 104_395_301, 83, 2**62,
+                  "self-supervised training: i = 0 the initialisation, i >= 1 the batch order and views of epoch i"),
+    "transfer_labels": Stream(1_000_003, 122_949_823, 89, 2**62, "the labelled target images of transfer run i"),
+    "transfer_random": Stream(1_000_003, 141_650_963, 97, 2**62, "the random source subset of transfer run i"),
+    "teacher": Stream(1_000_003, 86_028_121, 71, 2**62,
+                      "teacher training: i = 0 the initialisation, i >= 1 the batch order and augmentation of epoch i"),
 }
 
 

@@ -3,7 +3,7 @@
 A SynthSet file is readable with plain h5py: arrays are datasets, metadata are attributes. Format
 version 2 fixes the extension points methods build on, so none invents its own: ``label_kind``
 (hard, probabilities, logits, relabel, regression), a ``decoder`` that :meth:`SynthSet.decode`
-applies (identity, or IDC's multi-formation) with its arrays in the group ``decoder/``,
+applies (identity, IDC's multi-formation, or INFER's compensators) with its arrays in the group ``decoder/``,
 ``source_indices`` for subsets of the source training split, and ``dataset_fingerprint``.
 Version-1 files still load. Saving goes through :func:`condense.io.write_hdf5`. Loading checks
 the metadata of every dataset before reading any array; any problem is one CondenseError sentence.
@@ -147,7 +147,49 @@ def _multi_formation(images, labels, spec, mean, std, arrays):
     return decoded, torch.cat([labels] * (f * f))
 
 
-DECODERS: dict[str, Callable] = {"identity": _identity, "multi_formation": _multi_formation}
+def _compensators(images, labels, spec, mean, std, arrays):
+    """INFER's universal feature compensators (Zhang et al., ICLR 2025; official zhangxin-xd/UFC): the stored
+    images are base batches of one image per class (row k·K + c), and the array ``compensators`` (n, M, C, H, W)
+    holds one perturbation u[k, m] per base batch k and teacher m, shared by the whole batch. The training set
+    is the stored images, then clip(X_k + u[k, m]) for every m, k, class (pixels clipped to [0, 1], as the
+    official saves them). Hard labels repeat; soft labels of the compensated images are the array ``labels``."""
+    if mean is None:
+        raise CondenseError("A compensators decoder clips pixels to [0, 1], which has no meaning in ZCA space.")
+    u = arrays["compensators"]
+    n, m = u.shape[:2]
+    shape = images.shape[1:]
+    view = (1, 1, 1, -1, 1, 1)
+    lo = ((0 - images.new_tensor(mean)) / images.new_tensor(std)).view(view)
+    hi = ((1 - images.new_tensor(mean)) / images.new_tensor(std)).view(view)
+    mixed = images.view(n, 1, -1, *shape) + u.unsqueeze(2)           # (n, M, K, C, H, W)
+    mixed = torch.minimum(torch.maximum(mixed, lo), hi).transpose(0, 1)  # teacher-major: (M, n, K, C, H, W)
+    decoded = torch.cat([images, mixed.reshape(-1, *shape)])
+    extra = arrays["labels"] if labels.dim() == 2 else torch.cat([labels] * m)
+    return decoded, torch.cat([labels, extra])
+
+
+DECODERS: dict[str, Callable] = {"identity": _identity, "multi_formation": _multi_formation,
+                                 "compensators": _compensators}
+
+
+def _check_compensators(s: "SynthSet", where: str) -> None:
+    """The arrays a compensators decoder needs, with shapes that fit the stored images and labels."""
+    arrays, k = s.decoder_arrays, s.num_classes
+    u = arrays.get("compensators")
+    if u is None or u.dim() != 5 or u.dtype != torch.float32 or tuple(u.shape[2:]) != s.image_shape \
+            or 0 in u.shape[:2] or u.shape[0] * k != s.images.shape[0]:
+        raise CondenseError(f"{where} has a compensators decoder but no float32 'compensators' array of shape "
+                            f"(n, M, {', '.join(map(str, s.image_shape))}) with n × {k} classes = "
+                            f"{s.images.shape[0]} stored images.")
+    want = {"compensators", "labels"} if s.soft_labels else {"compensators"}
+    rows = u.shape[0] * u.shape[1] * k
+    extra = arrays.get("labels")
+    if set(arrays) != want or (extra is not None and (extra.dtype != torch.float32 or tuple(extra.shape) != (rows, k))):
+        also = f" and float32 labels of shape ({rows}, {k})" if s.soft_labels else " only"
+        raise CondenseError(f"{where} has a compensators decoder whose arrays are {sorted(arrays)}; expected "
+                            f"'compensators'{also}.")
+    if s.zca_matrix is not None:
+        raise CondenseError(f"{where} lives in ZCA space, where a compensators decoder cannot clip pixels.")
 
 
 def _check_decoder(spec: Any, where: str) -> None:
@@ -235,7 +277,9 @@ class SynthSet:
         (the ZCA transform, a property of the real dataset) is reported apart and not counted."""
         sizes = dict.fromkeys(("images", "labels", "lr", "decoder", "source_indices", "preprocessing"), 0)
         for name, t in self._tensors().items():
-            key = "preprocessing" if name.startswith("zca") else name.split("/")[0]
+            # a decoder's "labels" are the labels of the images it adds (compensators): labels, not decoder
+            key = "preprocessing" if name.startswith("zca") else "labels" if name == "decoder/labels" \
+                else name.split("/")[0]
             sizes[key] += t.numel() * (4 if name in _CAST else t.element_size())
         return {**sizes, "total": sum(v for k, v in sizes.items() if k != "preprocessing")}
 
@@ -369,6 +413,8 @@ def validate(s: SynthSet, where: str = "the synthetic set") -> None:
     if kind != "relabel" and net is not None:
         raise CondenseError(f"{where} has a relabel_network but label_kind '{kind}'; only 'relabel' sets name one.")
     _check_decoder(s.decoder, where)
+    if s.decoder["kind"] == "compensators":
+        _check_compensators(s, where)
     if s.zca_matrix is not None and s.decoder["kind"] == "multi_formation" and any(
             d % s.decoder["factor"] for d in s.image_shape[1:]):
         raise CondenseError(f"{where} lives in ZCA space, so its multi_formation factor {s.decoder['factor']} "

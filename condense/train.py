@@ -33,7 +33,7 @@ from .models import batchnorm_layers
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
-TARGETS = ("hard", "soft", "teacher")
+TARGETS = ("hard", "soft", "teacher")  # what an evaluation protocol may ask; fit also takes "regression" (pre-training)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class TrainRecipe:
     decay_factor: float = 0.1
     decay_after: Optional[int] = None  # epochs at the base lr under "step" (None: epochs // 2, as DC/DM)
     fresh_optimizer_at_decay: bool = False  # AST experts rebuild the optimiser (momentum reset) at the drop
-    labels: str = "hard"              # hard | soft (stored soft labels) | teacher (relabel every batch)
+    labels: str = "hard"              # hard | soft (stored soft labels) | teacher (relabel every batch) | regression (MSE)
     temperature: float = 1.0          # KD temperature for soft logits and teachers
     mixup: float = 0.0                # Beta(a, a) mixup of images and targets; 0 = off
     checkpoints: int = 0              # test evaluations spread over training (0 = none)
@@ -71,6 +71,7 @@ class Labels:
     soft_logits: Optional[torch.Tensor] = None  # (N, K) stored logits: KD at the recipe's temperature
     soft_probs: Optional[torch.Tensor] = None   # (N, K) stored probabilities: matched as they are (T = 1)
     teacher: Optional[nn.Module] = None         # relabels each augmented batch
+    regression: Optional[torch.Tensor] = None   # (N, D) real-valued targets, MSE (KRR-ST pre-training); hard unused
 
 
 def vmap_blocker(model: nn.Module) -> Optional[str]:
@@ -183,6 +184,12 @@ def _loss(students: Students, xb: torch.Tensor, idx: torch.Tensor, labels: Label
         xb = lam.view(s, 1, 1, 1, 1) * xb + (1 - lam.view(s, 1, 1, 1, 1)) * torch.gather(
             xb, 1, perm.view(s, b, 1, 1, 1).expand_as(xb))
     logits = students.forward(xb)
+    if recipe.labels == "regression":  # mean squared error over batch and dimensions, per network (F.mse_loss)
+        target = labels.regression[idx]
+        if mix is not None:
+            target = lam.view(s, 1, 1) * target + (1 - lam.view(s, 1, 1)) * torch.gather(
+                target, 1, perm.view(s, b, 1).expand_as(target))
+        return (logits - target).pow(2).mean((1, 2)).sum(), logits
     if recipe.labels == "hard":
         y = labels.hard[idx]
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(s, b)
@@ -218,19 +225,23 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
         loss_scale: Optional[Callable[[int], float]] = None,
         extra_loss: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
         on_epoch: Optional[Callable[[int, float], None]] = None,
-        optimizer: Optional[torch.optim.Optimizer] = None) -> list[dict[str, Any]]:
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        objective: Optional[Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]] = None
+        ) -> list[dict[str, Any]]:
     """Train ``models`` (initialised; one generator each) on ``(x, labels)`` under ``recipe``.
 
     ``loss_scale(epoch)`` multiplies the batch loss; ``extra_loss(model, clean_batch)`` adds a term
     computed on the un-augmented batch (one network only); ``on_epoch(epoch, mean_loss)`` runs after
     every epoch; ``optimizer`` continues an optimiser the caller keeps (one network, e.g. a pool member
-    trained a few steps at a time) instead of a fresh one. Returns per network: "final" and "best" test accuracy (None without ``test``), the
+    trained a few steps at a time) instead of a fresh one; ``objective(model, batch, generator)`` replaces the
+    label loss (one network; self-supervised training draws its own views of the batch from the generator,
+    so pass no ``dsa``). Returns per network: "final" and "best" test accuracy (None without ``test``), the
     test "curve" and, at the same checkpoints, the "loss_curve" (the mean over the networks trained
     together), "train_accuracy" on the (augmented) batches it saw (hard labels without mixup, else
     None), "seconds" per network and "vectorised". The networks hold their trained weights.
     """
-    if extra_loss is not None and len(models) != 1:
-        raise ValueError("an extra loss term needs exactly one network per training run")
+    if (extra_loss is not None or objective is not None) and len(models) != 1:
+        raise ValueError("an extra loss term or an objective needs exactly one network per training run")
     students = Students(models, vectorised)
     gens = list(generators)
     opt = optimizer or _optimizer(students.parameters(), recipe, recipe.lr)
@@ -257,9 +268,12 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
                 params = _cat_params([dsa.sample(idx.shape[1], shape, g, device=dev) for g in gens])
                 xb = dsa.apply(xb.flatten(0, 1), params).view_as(xb)
             mix = _draw_mixup(gens, idx.shape[1], recipe.mixup, dev) if recipe.mixup > 0 else None
-            loss, logits = _loss(students, xb, idx, labels, recipe, mix)
-            if recipe.labels == "hard":
-                hits += (logits.detach().argmax(-1) == labels.hard[idx]).sum(1)
+            if objective is not None:
+                loss = objective(students.models[0], xb[0], gens[0])
+            else:
+                loss, logits = _loss(students, xb, idx, labels, recipe, mix)
+                if recipe.labels == "hard":
+                    hits += (logits.detach().argmax(-1) == labels.hard[idx]).sum(1)
             if loss_scale is not None:
                 loss = loss_scale(epoch) * loss
             if extra_loss is not None:
@@ -277,7 +291,8 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
     seconds = (time.perf_counter() - t0) / len(models)
     students.write_back()
     seen = epochs * n
-    train_acc = [int(h) / seen if recipe.labels == "hard" and not recipe.mixup else None for h in hits.tolist()]
+    train_acc = [int(h) / seen if recipe.labels == "hard" and not recipe.mixup and objective is None else None
+                 for h in hits.tolist()]
     return [{"final": c[-1][1] if c else None, "best": max(a for _, a in c) if c else None, "curve": c,
              "loss_curve": losses, "train_accuracy": a, "seconds": seconds, "vectorised": students.vectorised}
             for c, a in zip(curves, train_acc)]

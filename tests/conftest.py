@@ -49,3 +49,15 @@ def unprivileged():
 @pytest.fixture
 def nobody():
     return unprivileged
+
+
+@pytest.fixture(scope="session")
+def digits_teachers(tmp_path_factory):
+    """Two small ConvNetBN teachers (width 16, seeds 0 and 1) trained briefly on digits by `condense teachers`'s
+    library call: the folder, shared by the decoupled-family, soft-label and teacher tests."""
+    from condense.teachers import TeacherRecipe, train_teachers
+
+    folder = str(tmp_path_factory.mktemp("teachers"))
+    train_teachers("digits", ["ConvNetBN"], folder, seeds=2, model_args={"width": 16},
+                   recipe=TeacherRecipe(epochs=8, batch_size=64), quiet=True)
+    return folder

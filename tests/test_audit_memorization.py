@@ -118,7 +118,7 @@ def test_min_distance_bad_values(d):
 
 @pytest.mark.parametrize("method", ["dc", "random", "mtt"])
 def test_min_distance_on_a_method_without_the_defence(method):
-    with pytest.raises(CondenseError, match="supported by datadam, dm, idm, not by"):
+    with pytest.raises(CondenseError, match=r"supported by datadam, dm, idm, kip, rkip, not by"):
         distill(method, "digits", 2, iterations=1, min_distance=1.0, model_args={"width": 8}, device="cpu")
 
 

@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from condense.cli import main
-from condense.models import create_model
+from condense.data import load_dataset
+from condense.models import create_model, save_network
+from condense.store import SynthSet
 from condense.synth import checkpoint_path, distill
-from condense.synth.driver import checkpoint_checksum
+from condense.checkpoint import payload_checksum as checkpoint_checksum
 
 TINY = ["--dataset", "digits", "--ipc", "1", "--iterations", "1", "--model-args", '{"width": 8}', "--device", "cpu",
         "--quiet"]
@@ -40,6 +42,16 @@ def eval_argv(*extra, target="@v"):
 
 def audit_argv(*extra):
     return ["audit", "@v", "--device", "cpu", "--quiet", *extra]
+
+
+def ssl_argv(*extra):
+    return ["ssl", "--dataset", "digits", "--epochs", "1", "--model-args", '{"width": 8}', "--device", "cpu",
+            "--quiet", "--out", "@new", *extra]
+
+
+def teachers_argv(*extra):
+    return ["teachers", "--dataset", "digits", "--models", "ConvNetBN", "--model-args", '{"width": 8}', "--epochs",
+            "1", "--device", "cpu", "--quiet", "--out", "@tdir_new", *extra]
 
 
 def experts_argv(*extra):
@@ -98,6 +110,13 @@ CASES = [
     (distill_argv("--method", "mtt", "--experts", "@dir"), "holds no experts"),
     (["distill", *TINY, "--dataset", "imagefolder:@fake_png", "--out", "@new"], "cannot decode"),
     (["distill", *TINY, "--dataset", "imagefolder:@cut_jpeg", "--out", "@new"], "cannot decode"),
+    (distill_argv("--dataset", "digits@classes=ten"), "has no class 'ten'"),
+    (distill_argv("--dataset", "digits@hue=2"), "unknown option 'hue'"),
+    (distill_argv("--method", "krr_st"), "needs a self-supervised target network"),
+    (distill_argv("--method", "krr_st", "--set", "target=@v"), "not a condense network file"),
+    (distill_argv("--method", "krr_st", "--set", "pool_age=0"), "option 'pool_age'"),
+    (distill_argv("--method", "kip", "--set", "depth=0"), "option 'depth'"),
+    (distill_argv("--method", "rkip", "--set", "ridge=-1"), "option 'ridge'"),
     (distill_argv(), "WORLD_SIZE must be a whole number", {"WORLD_SIZE": "two"}),
     (distill_argv(), "WORLD_SIZE must be a whole number", {"WORLD_SIZE": "0"}),
     # eval: outputs, protocols, set files
@@ -121,6 +140,14 @@ CASES = [
     (eval_argv(target="@truncated_set"), "not a readable HDF5 file"),
     (eval_argv(target="@locked_set"), "cannot be read: permission denied", {"nobody": True}),
     (eval_argv(target="@missing.h5"), "does not exist"),
+    # eval: the kernel family (transfer, kernel regression)
+    (eval_argv(target="@krr"), "evaluate it with --transfer"),
+    (eval_argv("--kernel", "ntk", target="@krr"), "evaluate it with --transfer"),
+    (eval_argv("--transfer", "mnist5k"), "has 1×28×28; use a view of the target"),
+    (eval_argv("--transfer", "digits@classes=3,42"), "has no class '42'"),
+    (eval_argv("--transfer", "digits@classes=3,4", "--label-fractions", "0"), "Label fractions"),
+    (eval_argv("--transfer", "digits", "--ssl", "@missing.h5"), "does not exist"),
+    (eval_argv("--transfer", "digits", "--ssl", "@v"), "not a condense network file"),
     # report: results files and the output folder
     (["report", "@r_list", "--out", "@rep"], "is not a `condense eval --json` result"),
     (["report", "@r_runs", "--out", "@rep"], "field 'runs'"),
@@ -156,6 +183,13 @@ CASES = [
     (["show", "@bad_versions"], "attribute 'versions'"),
     (["show", "@not_h5"], "not a readable HDF5 file"),
     (["show", "@locked_set"], "cannot be read: permission denied", {"nobody": True}),
+    # ssl
+    (ssl_argv("--epochs", "0"), "option 'epochs' must be an integer ≥ 1"),
+    (ssl_argv("--set", "bogus=1"), "has no option 'bogus'"),
+    (ssl_argv("--set", "crop_scale=0"), "option 'crop_scale'"),
+    (ssl_argv("--resume"), "Nothing to resume"),
+    (ssl_argv("--out", "@dir"), "is a folder"),
+    (ssl_argv("--dataset", "digits@classes=11"), "has no class '11'"),
     # experts
     (experts_argv("--out", "@v"), "is a file"),
     (experts_argv("--lr", "nan"), "option 'lr' must be a finite number > 0"),
@@ -167,6 +201,35 @@ CASES = [
     (experts_argv("--max-per-class", "-1"), "option 'max_per_class'"),
     (experts_argv("--seed", str(2**33)), "--seed must be an integer"),
     (experts_argv("--model-args", '{"width": "8"}'), "Model option 'width'"),
+    # teachers: training options and the output folder
+    (teachers_argv("--epochs", "0"), "option 'epochs' must be an integer ≥ 1"),
+    (teachers_argv("--lr", "nan"), "option 'lr' must be a finite number > 0"),
+    (teachers_argv("--seeds", "0"), "option 'seeds' must be an integer ≥ 1"),
+    (teachers_argv("--models", "Bogus"), "Unknown model 'Bogus'"),
+    (teachers_argv("--max-per-class", "0"), "max-per-class"),
+    (teachers_argv("--out", "@v"), "is a file"),
+    (teachers_argv("--out", "@user"), "holds files this command did not write"),
+    # the decoupled family: teachers a method cannot use, and its options
+    (distill_argv("--method", "sre2l", "--teacher", "@t_other"), "was not trained on this run's data"),
+    (distill_argv("--method", "sre2l", "--teacher", "@t_classes"), "predicts 3 classes but digits has 10"),
+    (distill_argv("--method", "sre2l", "--teacher", "@t_nobn"), "sre2l matches the teacher's BatchNorm statistics"),
+    (distill_argv("--method", "infer", "--teacher", "@t_nobn", "--set", "num_teachers=1"), "has no BatchNorm layer"),
+    (distill_argv("--method", "sre2l", "--teacher", "@t_tampered"), "fails its checksum"),
+    (distill_argv("--method", "sre2l", "--teacher", "@missing.h5"), "neither a network file nor a folder"),
+    (distill_argv("--method", "rded", "--teacher", "@dir"), "holds no teacher for this data"),
+    (distill_argv("--method", "infer", "--teacher", "@t_pair"), "leaves no natural image"),
+    (distill_argv("--method", "infer", "--teacher", "@t_bn", "--set", "num_teachers=2"), "2 teachers are needed"),
+    (distill_argv("--method", "sre2l", "--teacher", "@t_bn", "--set", 'labels="soft"'), "Unknown labels 'soft'"),
+    (distill_argv("--method", "sre2l", "--teacher", "@t_bn", "--set", "beta1=1"), "option 'beta1'"),
+    (distill_argv("--method", "rded", "--teacher", "@t_bn", "--set", "min_scale=0"), "option 'min_scale'"),
+    (distill_argv("--method", "rded", "--teacher", "@t_bn", "--set", "mipc=0"), "option 'mipc'"),
+    # soft-label evaluation: the teacher must fit the set, and a set that names its teacher takes no other
+    (eval_argv("--protocol", "soft", "--teacher", "@t_other"), "was not trained on this run's data"),
+    (eval_argv("--protocol", "soft", "--teacher", "@t_classes"), "predicts 3 classes"),
+    (eval_argv("--protocol", "relabel", "--teacher", "@t_bn", target="@relabel_set"), "give the set's own teacher"),
+    (eval_argv("--protocol", "relabel"), "names none; give --teacher"),
+    (eval_argv("--protocol", "soft"), "has hard labels; give --teacher"),
+    (eval_argv("--teacher", "@t_bn"), "protocol 'standard+epochs=1' trains on hard labels"),
 ]
 
 
@@ -210,6 +273,9 @@ def world(tmp_path_factory, shared_tmp):
     os.makedirs(p["user"])
     open(os.path.join(p["user"], "notes.txt"), "w").write("mine")
     p["v"] = distill("random", "digits", 2, out=os.path.join(d, "v.h5"), device="cpu") and os.path.join(d, "v.h5")
+    p["krr"] = SynthSet(images=torch.zeros(4, 1, 8, 8), labels=torch.zeros(4, 3), dataset="digits", num_classes=10,
+                        class_names=[str(c) for c in range(10)], mean=(0.3,), std=(0.4,), method="krr_st",
+                        label_kind="regression").save(os.path.join(d, "krr.h5"))  # a set of regression targets
     p["weights"] = os.path.join(d, "w.pt")
     torch.save(create_model("ConvNet", 1, 10, (8, 8), width=8).state_dict(), p["weights"])
 
@@ -265,6 +331,27 @@ def world(tmp_path_factory, shared_tmp):
                        "r_empty": {**good, "results": {}}}.items():
         p[name] = os.path.join(d, f"{name}.json")
         json.dump(blob, open(p[name], "w"))
+
+    # teachers (untrained: the checks read metadata and checksums) and a set that names another teacher
+    fingerprint = load_dataset("digits").fingerprint()
+    p["t_pair"] = os.path.join(d, "t_pair")
+    for name, folder, model, classes, fp in (("t_bn", "t_pair", "ConvNetBN", 10, fingerprint),
+                                             ("t_bn2", "t_pair", "ConvNetBN", 10, fingerprint),
+                                             ("t_nobn", "", "ConvNet", 10, fingerprint),
+                                             ("t_other", "", "ConvNetBN", 10, "deadbeefdeadbeef"),
+                                             ("t_classes", "", "ConvNetBN", 3, fingerprint)):
+        torch.manual_seed(len(name))
+        p[name] = save_network(os.path.join(d, folder, f"{name}.h5"), create_model(model, 1, classes, (8, 8), width=8),
+                               architecture=model, model_args={"width": 8}, channels=1, num_classes=classes,
+                               image_size=(8, 8), role="teacher", dataset="digits", dataset_fingerprint=fp)
+    p["t_tampered"] = os.path.join(d, "t_tampered.h5")
+    shutil.copy(p["t_bn"], p["t_tampered"])
+    with h5py.File(p["t_tampered"], "r+") as f:
+        f["state/classifier.bias"][0] += 1.0
+    relabelled = SynthSet.load(p["v"])
+    relabelled.label_kind, relabelled.relabel_network = "relabel", {"architecture": "ConvNetBN", "checksum": "0" * 64}
+    p["relabel_set"] = relabelled.save(os.path.join(d, "relabel_set.h5"))
+    p["tdir_new"] = os.path.join(d, "teachers_new")
 
     # image folders with a non-image named .png and a truncated JPEG
     p["fake_png"] = _png_tree(os.path.join(d, "fake_png"), b"not an image", "fake.png")
@@ -333,7 +420,8 @@ def test_bad_input_is_one_sentence_and_changes_nothing(case, world, capsys, monk
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
-    argv = [re.sub(r"@([\w.]+)", lambda m: world["paths"][m.group(1)], a) for a in argv]
+    # @name is a prepared path; other '@'s are dataset views (digits@classes=...)
+    argv = [re.sub(r"@([\w.]+)", lambda m: world["paths"].get(m.group(1), m.group(0)), a) for a in argv]
     before = snapshot(world["roots"])
     if as_nobody:
         with nobody():
@@ -349,7 +437,7 @@ def test_bad_input_is_one_sentence_and_changes_nothing(case, world, capsys, monk
 
 def test_the_corpus_covers_every_command_and_is_large():
     commands = {c[0][0] for c in CASES}
-    assert {"datasets", "distill", "eval", "report", "audit", "show", "experts"} <= commands
+    assert {"datasets", "distill", "eval", "report", "audit", "show", "experts", "ssl", "teachers"} <= commands
     assert len(CASES) >= 50
 
 

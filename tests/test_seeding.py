@@ -22,6 +22,10 @@ EXPECTED = {
     "ior_random": lambda s, i: (s * 1_000_003 + i * 49_979_687 + 11) % M62,
     "pool_net": lambda s, i: (s * 1_000_003 + i * 15_485_863 + 31) % M62,
     "pool_train": lambda s, i: (s * 1_000_003 + i * 32_452_843 + 53) % M62,
+    "ssl": lambda s, i: (s * 1_000_003 + i * 104_395_301 + 83) % M62,
+    "transfer_labels": lambda s, i: (s * 1_000_003 + i * 122_949_823 + 89) % M62,
+    "transfer_random": lambda s, i: (s * 1_000_003 + i * 141_650_963 + 97) % M62,
+    "teacher": lambda s, i: (s * 1_000_003 + i * 86_028_121 + 71) % M62,
 }
 
 

@@ -229,7 +229,7 @@ def test_multi_formation_matches_a_hand_computed_decode():
     assert torch.equal(labels, torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]))
     soft = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
     assert torch.equal(decode_images(x, soft, MF2, (0.5,), (0.25,))[1], soft.repeat(4, 1))
-    assert set(DECODERS) == {"identity", "multi_formation"}
+    assert set(DECODERS) == {"identity", "multi_formation", "compensators"}  # compensators: tests/test_decoupled.py
 
 
 def test_multi_formation_pads_with_pixel_one_half_per_channel():

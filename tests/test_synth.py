@@ -28,7 +28,7 @@ def test_the_capability_lists_are_proper_subsets():
     for listed, some_in, some_out in ((FLIP, "dm", "random"), (MIN_DISTANCE, "dm", "dc"), (SHARDS, "dm", "mtt")):
         names = listed.split(", ")
         assert some_in in names and some_out not in names and len(names) < len(list_methods())
-    assert MIN_DISTANCE == "datadam, dm, idm"  # dc, random and mtt among those refused
+    assert MIN_DISTANCE == "datadam, dm, idm, kip, rkip"  # dc, random and mtt among those refused
 
 
 def refusal(method: str, options: dict, world: int = 1) -> str:

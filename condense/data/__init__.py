@@ -4,7 +4,8 @@ from .dataset import ImageDataset
 from .registry import DatasetInfo, dataset_info, list_datasets, load_dataset
 from .sampler import RealSampler
 from .splits import ValidationSpec, carve_validation
+from .views import View, split_view
 from .zca import apply_zca, fit_zca, zca_dataset
 
-__all__ = ["ImageDataset", "DatasetInfo", "RealSampler", "ValidationSpec", "apply_zca", "carve_validation",
-           "dataset_info", "fit_zca", "list_datasets", "load_dataset", "zca_dataset"]
+__all__ = ["ImageDataset", "DatasetInfo", "RealSampler", "ValidationSpec", "View", "apply_zca", "carve_validation",
+           "dataset_info", "fit_zca", "list_datasets", "load_dataset", "split_view", "zca_dataset"]

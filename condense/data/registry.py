@@ -12,6 +12,7 @@ from .embedded import load_digits, load_mnist5k
 from .imagefolder import load_imagefolder
 from .splits import ValidationSpec, carve_validation
 from .torchvision_sets import SPECS, load_torchvision
+from .views import apply_view, split_view
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ def list_datasets() -> list[DatasetInfo]:
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """Facts of ``name``'s base dataset (a view ``NAME@classes=...`` reports its base)."""
+    name = split_view(name)[0]
     if name.startswith("imagefolder:"):
         return DATASETS["imagefolder:PATH"]
     if name not in DATASETS:
@@ -51,12 +54,15 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def _load_full(name: str, root: Optional[str]) -> ImageDataset:
-    dataset_info(name)
-    if name.startswith("imagefolder:"):
-        return load_imagefolder(name.split(":", 1)[1])
-    if name in SPECS:
-        return load_torchvision(name, root)
-    return {"mnist5k": load_mnist5k, "digits": load_digits}[name]()
+    base, view = split_view(name)
+    dataset_info(base)
+    if base.startswith("imagefolder:"):
+        ds = load_imagefolder(base.split(":", 1)[1])
+    elif base in SPECS:
+        ds = load_torchvision(base, root)
+    else:
+        ds = {"mnist5k": load_mnist5k, "digits": load_digits}[base]()
+    return apply_view(ds, view, name) if view else ds
 
 
 def cap_per_class(ds: ImageDataset, max_per_class: int, seed: int = 0) -> ImageDataset:

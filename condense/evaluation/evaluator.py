@@ -26,6 +26,7 @@ from ..train import Labels, fit, test_accuracy, vmap_blocker
 from .protocol import Protocol, from_dict, get_protocol
 from .real_data import real_data_for
 from .results import EvalReport, ModelResult
+from .soft_labels import resolve_teachers, soft_targets
 from .teachers import get_teacher
 
 GRID_MODELS = ("ConvNet", "MLP", "LeNet", "AlexNet", "VGG11", "ResNet18", "ResNet18BN_AP")
@@ -54,12 +55,18 @@ def resolve_protocol(protocol: Union[str, Protocol], epochs: Optional[int] = Non
 
 
 def labels_for(synth: SynthSet, targets: torch.Tensor, proto: Protocol, data: ImageDataset, dev: torch.device,
-               set_name: str = "", log: Optional[Callable[[str], None]] = None) -> tuple[Labels, dict[str, Any]]:
-    """The training targets the protocol asks for from the set's decoded ``targets``, plus what to record."""
+               set_name: str = "", log: Optional[Callable[[str], None]] = None, *,
+               images: Optional[torch.Tensor] = None, teachers: Optional[list] = None) -> tuple[Labels, dict[str, Any]]:
+    """The training targets the protocol asks for from the set's decoded ``images`` and ``targets``, plus what to
+    record; ``teachers`` (``soft_labels.resolve_teachers``) label a set without soft labels, relabel every batch
+    under ``relabel``, and replace the cached teacher of ``kd``."""
     if synth.label_kind == "regression":
         raise CondenseError(f"The set {set_name or synth.method} holds regression targets, not class labels; "
                             "a classification protocol cannot train on it.")
     hard = (targets.argmax(1) if targets.dim() == 2 else targets).to(dev)
+    if proto.labels == "relabel" or (proto.labels in ("soft", "teacher") and teachers is not None):
+        return soft_targets(synth, synth.decode()[0] if images is None else images, hard, targets,
+                            "soft" if proto.labels == "soft" else "relabel", teachers, set_name or synth.method)
     if proto.labels == "soft":
         if not synth.soft_labels:
             raise CondenseError(f"Protocol '{proto.name}' trains on stored soft labels but the set "
@@ -120,7 +127,7 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
              device: str = "auto", seed: int = 0, set_name: str = "", sequential: Optional[bool] = None,
              model_args: Optional[dict[str, Any]] = None, jobs: Optional[Sequence[tuple[str, int]]] = None,
              split: str = "test", progress: bool = False, lr_grid: Optional[Sequence[float]] = None,
-             log: Optional[Callable[[str], None]] = None) -> EvalReport:
+             log: Optional[Callable[[str], None]] = None, teacher: Optional[str] = None) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
 
     The test split is read once per network, after its training; the checkpoint curves use the selection
@@ -130,6 +137,8 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     ``split="validation"`` scores on the validation split the set was distilled without, for selections.
     ``progress`` shows a bar per run with its epoch. ``lr_grid`` picks each architecture's learning rate
     first: one run per candidate (stream ``lr_grid``), scored on the selection split, never on test.
+    ``teacher`` (a teacher folder, file or comma-separated files) labels the set under soft-label protocols
+    (``soft_labels.py``); a set that names its teachers is checked against them.
     """
     proto = resolve_protocol(protocol, epochs)
     runs = proto.runs if runs is None else runs
@@ -144,7 +153,9 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     data = real_data_for(synth, dataset, data_root, dev, split=split)
     select_x, select_y, selection = selection_split(data)
     images, targets = synth.decode()
-    labels, label_info = labels_for(synth, targets, proto, data, dev, set_name, log)
+    teachers = resolve_teachers(synth, teacher, dev, set_name or synth.method, data.fingerprint()) \
+        if proto.labels in ("soft", "relabel") or (teacher and proto.labels == "teacher") else None
+    labels, label_info = labels_for(synth, targets, proto, data, dev, set_name, log, images=images, teachers=teachers)
     train_x = images.detach().to(dev)
     lr = float(synth.lr) if (synth.lr is not None and proto.use_learned_lr) else proto.lr
     if lr_grid is not None and (not lr_grid or not all(isinstance(v, (int, float)) and 0 < v < float("inf")

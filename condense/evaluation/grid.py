@@ -5,7 +5,11 @@ so every rank computes a share and rank 0 holds the report a single process woul
 """
 from __future__ import annotations
 
+import math
+import os
 from typing import Any, Callable, Optional, Sequence
+
+import torch
 
 from .. import dist
 from ..data import ValidationSpec
@@ -13,12 +17,14 @@ from ..errors import CondenseError
 from ..seeding import seed_for
 from ..store import SynthSet
 from ..synth import distill
+from ..teachers import find_reference
 from .evaluator import evaluate, resolve_models, resolve_protocol
 from .metrics import ranking
 from .references import full_accuracy
-from .protocol import Protocol
+from .protocol import Protocol, derive
 from .real_data import real_data_for
 from .results import EvalReport, GridReport, ModelResult
+from .soft_labels import resolve_teachers
 
 REFERENCES = ("full", "random")
 
@@ -52,13 +58,27 @@ def merge_jobs(parts: Sequence[EvalReport], models: Sequence[str]) -> EvalReport
     return EvalReport(**{**first.__dict__, "results": results, "jobs": jobs})
 
 
+def storage_match(like: SynthSet, soft: bool) -> dict[str, int]:
+    """The class-balanced random real subset that stores no more bytes than ``like`` as it is trained: its images,
+    decoder arrays (compensators) and labels (``soft``: K float32 per training image, stored or a teacher's
+    static logits; else its stored labels) against real images with the same kind of label each (K float32, or
+    one int64). Returns the subset's images per class ("ipc") and both byte counts."""
+    sizes, k = like.storage_bytes(), like.num_classes
+    image = 4 * math.prod(like.image_shape)
+    label = 4 * k if soft else 8
+    labels = sizes["labels"] if like.soft_labels or not soft else like.decode()[1].shape[0] * label
+    budget = sizes["images"] + sizes["decoder"] + labels
+    ipc = max(1, budget // (k * (image + label)))
+    return {"ipc": int(ipc), "set_bytes": int(budget), "random_bytes": int(ipc * k * (image + label))}
+
+
 def random_like(like: SynthSet, dataset: Optional[str], data_root: Optional[str], device: str, seed: int,
-                split: str = "test") -> SynthSet:
-    """A random real subset with ``like``'s stored images per class (its storage, for hard labels); scored on the
-    validation split, it leaves out the images ``like`` was distilled without."""
+                split: str = "test", ipc: Optional[int] = None) -> SynthSet:
+    """A random real subset with ``ipc`` images per class (default ``like``'s stored images per class); scored on
+    the validation split, it leaves out the images ``like`` was distilled without."""
     run = like.config.get("run", {})
     held = like.config.get("validation") if split == "validation" else None
-    return distill("random", dataset or like.dataset, like.ipc, device=device, seed=seed,
+    return distill("random", dataset or like.dataset, ipc or like.ipc, device=device, seed=seed,
                    data_root=data_root if data_root is not None else run.get("data_root"),
                    max_per_class=run.get("max_per_class") if held else None,
                    validation=ValidationSpec(held["fraction"], held["seed"]) if held else None)
@@ -81,8 +101,11 @@ def reference_set(kind: str, like: SynthSet, dataset: Optional[str], data_root: 
 
 
 def ranking_of(synth: SynthSet, report: EvalReport, proto: Protocol, seed: int, references: Optional[str],
-               kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per architecture, DD-Ranking's metrics of ``report``: run r against run r of a fresh random subset."""
+               kwargs: dict[str, Any], ipc: Optional[int] = None,
+               hard_runs: Optional[dict[str, list[float]]] = None) -> dict[str, dict[str, Any]]:
+    """Per architecture, DD-Ranking's metrics of ``report``: run r against run r of a fresh random subset of ``ipc``
+    images per class, trained under the same protocol with the same labeller (``kwargs["teacher"]``);
+    ``hard_runs`` (the set with argmax labels, under a soft-label protocol) give HLR."""
     names, runs = list(report.results), len(report.seeds)
     mine = dist.shard([(m, r) for r in range(runs) for m in names])
     done = []
@@ -90,7 +113,7 @@ def ranking_of(synth: SynthSet, report: EvalReport, proto: Protocol, seed: int, 
         jobs = [(m, rr) for m, rr in mine if rr == r]
         if jobs:
             rnd = random_like(synth, kwargs.get("dataset"), kwargs.get("data_root"), kwargs["device"],
-                              seed_for("ior_random", seed, r), kwargs.get("split", "test"))
+                              seed_for("ior_random", seed, r), kwargs.get("split", "test"), ipc)
             part = evaluate(rnd, models=names, runs=runs, protocol=proto, seed=seed, jobs=jobs,
                             **{k: v for k, v in kwargs.items() if k != "progress"})
             done += part.jobs
@@ -100,32 +123,65 @@ def ranking_of(synth: SynthSet, report: EvalReport, proto: Protocol, seed: int, 
     for m, res in report.results.items():
         random_runs = [j["final"] for j in sorted((j for j in done if j["model"] == m), key=lambda j: j["run"])]
         full = full_accuracy(data, m, kwargs.get("model_args"), references) if report.split == "test" else None
-        out[m] = ranking(res.runs, random_runs, full)
+        out[m] = ranking(res.runs, random_runs, full, hard_runs=(hard_runs or {}).get(m))
     return out
+
+
+def labeller_of(synth: SynthSet, teachers: Optional[list], teacher: Optional[str]) -> Optional[str]:
+    """The teacher files that give a random subset (or a reference row) the same soft labels as ``synth``. A static
+    soft-label set: the teachers that made its labels (recorded in its config), found by checksum in the
+    --teacher folder or the default one, unless --teacher names files; otherwise the set's resolved teachers
+    (given, or named by a relabel set); None when there are none."""
+    made_by = synth.config.get("teachers")
+    if synth.soft_labels and isinstance(made_by, dict) and not (teacher and not os.path.isdir(teacher)):
+        found = find_reference(made_by, teacher or None)
+        if found:
+            return found
+    return ",".join(t.info.path for t in teachers) if teachers else None
 
 
 def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | Protocol = "standard",
              runs: Optional[int] = None, epochs: Optional[int] = None, seed: int = 0,
              reference: Optional[str] = None, log: Optional[Callable[[str], None]] = None, ior: bool = True,
-             references: Optional[str] = None, **kwargs: Any) -> GridReport:
+             references: Optional[str] = None, teacher: Optional[str] = None, **kwargs: Any) -> GridReport:
     """Evaluate every set (and the reference) under one protocol and the same seeds.
 
-    With ``ior`` every hard-label set also gets DD-Ranking's metrics (``metrics.py``): run r of a fresh
-    random real subset of the set's storage, trained exactly like run r of the set, gives IOR; a stored
-    full-data reference (``references.py``, folder ``references``) gives HLR and LRS. Joins the torchrun
-    process group when launched by torchrun (and leaves it afterwards).
+    With ``ior`` every set also gets DD-Ranking's metrics (``metrics.py``): run r of a fresh random real subset
+    of the set's storage (``storage_match``), trained exactly like run r of the set, gives IOR; a stored
+    full-data reference (``references.py``, folder ``references``) gives HLR and LRS. Under a soft-label
+    protocol (``soft``, ``relabel``, ``kd``) the report splits what the labels give from what the images give:
+    the set with its soft labels, the same recipe with argmax labels only (``argmax``), and the random subset
+    labelled by the same teachers (``teacher``, or the ones the set names). Joins the torchrun process group
+    when launched by torchrun (and leaves it afterwards).
     """
     if reference and reference not in REFERENCES:
         raise CondenseError(f"Unknown reference '{reference}'; choose one of: {', '.join(REFERENCES)}.")
     names = resolve_models(models)
     proto = resolve_protocol(protocol, epochs)
     runs = proto.runs if runs is None else runs
+    soft = proto.labels != "hard"
+    if teacher and not soft:
+        raise CondenseError(f"--teacher labels sets under the soft-label protocols (soft, relabel, kd); protocol "
+                            f"'{proto.name}' trains on hard labels.")
     sets = [(p, SynthSet.load(p)) for p in paths]
+    labellers = {}
     for path, synth in sets:  # every bad input fails before any training (and before any progress line)
-        if proto.labels == "soft" and not synth.soft_labels:
-            raise CondenseError(f"Protocol '{proto.name}' trains on stored soft labels but the set {path} has hard "
-                                f"labels; use 'standard' or 'kd'.")
-        real_data_for(synth, kwargs.get("dataset"), kwargs.get("data_root"), "cpu", split=kwargs.get("split", "test"))
+        if synth.label_kind == "regression":
+            raise CondenseError(f"The set {path} holds regression targets (a {synth.method} set), not class labels; "
+                                f"evaluate it with --transfer TARGET (pre-training, then fine-tuning on TARGET).")
+        if proto.labels == "soft" and not synth.soft_labels and not teacher and synth.label_kind != "relabel":
+            raise CondenseError(f"Protocol '{proto.name}' trains on soft labels but the set {path} has hard labels; "
+                                f"give --teacher to label it with a teacher's logits, or use 'standard'.")
+        data = real_data_for(synth, kwargs.get("dataset"), kwargs.get("data_root"), "cpu",
+                             split=kwargs.get("split", "test"))
+        teachers = resolve_teachers(synth, teacher, torch.device("cpu"), path, data.fingerprint()) \
+            if proto.labels in ("soft", "relabel") or (teacher and proto.labels == "teacher") else None
+        if proto.labels == "relabel" and teachers is None:
+            raise CondenseError(f"Protocol '{proto.name}' relabels every batch with a teacher, but the set {path} "
+                                f"names none; give --teacher.")
+        labellers[path] = labeller_of(synth, teachers, teacher) if proto.labels in ("soft", "relabel") else teacher
+    if reference and proto.labels in ("soft", "relabel") and labellers[sets[0][0]] is None:
+        raise CondenseError(f"The reference row needs the teachers that label {sets[0][0]}; give --teacher.")
     with dist.session():
         kwargs["device"] = dist.device_name(kwargs.get("device", "auto"))
         reports = []
@@ -133,11 +189,29 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
             if log:
                 log(f"Evaluating {path} ({', '.join(names)}; {runs} seeds; protocol {proto.name})")
             report = evaluate_sharded(synth, models=models, names=names, runs=runs, protocol=proto, seed=seed,
-                                      set_name=path, log=log, **kwargs)
-            if ior and proto.labels == "hard":
+                                      set_name=path, log=log, teacher=labellers[path], **kwargs)
+            hard_runs = None
+            if soft:  # what the images give with argmax labels, same recipe and seeds
                 if log:
-                    log(f"IOR: {runs} fresh random subsets of {synth.ipc} images per class, the same runs")
-                report.ranking = ranking_of(synth, report, proto, seed, references, kwargs)
+                    log(f"Label split: {path} with argmax labels under the same recipe")
+                argmax = evaluate_sharded(synth, models=models, names=names, runs=runs,
+                                          protocol=derive(proto, labels="hard"), seed=seed, set_name=path, log=log,
+                                          **kwargs)
+                report.argmax = {m: {"mean": r.mean, "std": r.std, "runs": r.runs} for m, r in argmax.results.items()}
+                hard_runs = {m: r.runs for m, r in argmax.results.items()}
+            if ior and soft and labellers[path] is None and proto.labels != "teacher":
+                if log:
+                    log(f"IOR skipped for {path}: no teacher to give a random subset the same soft labels "
+                        f"(give --teacher).")
+            elif ior:
+                match = storage_match(synth, proto.labels == "soft")
+                report.storage = {**match, "stored_total": synth.storage_bytes()["total"]}
+                if log:
+                    log(f"IOR: {runs} fresh random subsets of {match['ipc']} images per class "
+                        f"({match['random_bytes']:,} bytes against the set's {match['set_bytes']:,}), "
+                        f"{'the same labeller, ' if soft else ''}the same runs")
+                report.ranking = ranking_of(synth, report, proto, seed, references,
+                                            {**kwargs, "teacher": labellers[path]}, match["ipc"], hard_runs)
             reports.append(report)
         grid = GridReport(protocol=reports[0].protocol, models=list(reports[0].results), sets=reports)
         if reference:
@@ -146,6 +220,7 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
             if log:
                 log(f"Reference row: {reference} ({ref.images.shape[0]} real images)")
             grid.reference = evaluate_sharded(ref, models=models, names=names, runs=runs, protocol=proto, seed=seed,
-                                              set_name=f"reference: {reference}", log=log, **kwargs)
+                                              set_name=f"reference: {reference}", log=log,
+                                              teacher=labellers[sets[0][0]], **kwargs)
             grid.reference.reference = True
     return grid

@@ -34,12 +34,13 @@ def ars(ior_aug_points: float, ior_noaug_points: float, gamma: float = 0.5) -> f
 
 
 def ranking(set_runs: Sequence[float], random_runs: Sequence[float], full_accuracy: Optional[float] = None,
-            w: float = 0.5) -> dict[str, Optional[float]]:
+            w: float = 0.5, hard_runs: Optional[Sequence[float]] = None) -> dict[str, Optional[float]]:
     """IOR (mean of the per-seed differences, in points, with their std), HLR and LRS when the full-data
-    accuracy is known (else None). Accuracies in percent; seeds paired in order."""
+    accuracy is known (else None). Accuracies in percent; seeds paired in order. HLR compares hard-label
+    accuracies: under a soft-label protocol pass the set's runs with argmax labels as ``hard_runs``."""
     diffs = np.asarray(set_runs, dtype=float) - np.asarray(random_runs, dtype=float)
     ior, ior_std = float(diffs.mean()), float(diffs.std())
-    hlr = None if full_accuracy is None else float(full_accuracy - np.mean(set_runs))
+    hlr = None if full_accuracy is None else float(full_accuracy - np.mean(set_runs if hard_runs is None else hard_runs))
     return {"ior": ior, "ior_std": ior_std, "random_mean": float(np.mean(random_runs)),
             "random_runs": list(map(float, random_runs)), "full_accuracy": full_accuracy, "hlr": hlr,
             "lrs": None if hlr is None else lrs(ior, hlr, w)}

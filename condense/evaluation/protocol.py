@@ -24,6 +24,8 @@ from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, SEED, check_f
 from ..train import OPTIMIZERS, SCHEDULES, TARGETS, TrainRecipe
 
 AUGMENTS = ("dsa", "none")
+# "relabel": the teachers given by --teacher, or named by the set, relabel every batch (fit's "teacher" targets)
+LABELS = TARGETS + ("relabel",)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class Protocol:
     decay_factor: float = 0.1
     augment: str = "dsa"           # non-siamese DSA on every training batch, or none
     use_learned_lr: bool = True    # use the set's learned `lr` (MTT) when present
-    labels: str = "hard"           # hard | soft (the set's stored soft labels) | teacher (relabel every batch)
+    labels: str = "hard"           # hard | soft (stored, or a given teacher's static logits) | teacher (the cached
+                                   # teacher relabels every batch) | relabel (the given or named teacher does)
     temperature: float = 1.0       # KD temperature for soft / teacher labels
     mixup: float = 0.0             # Beta(a, a) mixup of images and targets; 0 = off (soft / teacher only)
     teacher: Optional[TeacherSpec] = None
@@ -64,7 +67,8 @@ class Protocol:
         """The training recipe at learning rate ``lr`` (the protocol's, or a set's learned one)."""
         return TrainRecipe(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=lr,
                            momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
-                           decay_factor=self.decay_factor, labels=self.labels, temperature=self.temperature,
+                           decay_factor=self.decay_factor, temperature=self.temperature,
+                           labels="teacher" if self.labels == "relabel" else self.labels,
                            mixup=self.mixup, checkpoints=self.checkpoints)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +140,7 @@ def from_dict(raw: dict[str, Any], where: str = "protocol") -> Protocol:
 def check(p: Protocol, where: str = "protocol") -> None:
     check_fields(Protocol, {f: getattr(p, f) for f in _FIELDS - {"teacher"}}, RANGES, where)
     for value, allowed, what in ((p.optimizer, OPTIMIZERS, "optimizer"), (p.schedule, SCHEDULES, "schedule"),
-                                 (p.augment, AUGMENTS, "augment"), (p.labels, TARGETS, "labels")):
+                                 (p.augment, AUGMENTS, "augment"), (p.labels, LABELS, "labels")):
         if value not in allowed:
             raise CondenseError(f"{where} has {what} '{value}'; choose one of: {', '.join(allowed)}.")
     if p.labels == "teacher" and p.teacher is None:
@@ -162,7 +166,8 @@ def describe(p: Protocol) -> str:
     schedule = {"step": f"lr x{p.decay_factor:g} once after epoch {p.epochs // 2}", "cosine": "cosine schedule",
                 "constant": "constant lr"}[p.schedule]
     labels = {"hard": "hard labels", "soft": f"the set's soft labels (T = {p.temperature:g})",
-              "teacher": f"a {p.teacher.model if p.teacher else ''} teacher relabelling every batch (T = {p.temperature:g})"}
+              "teacher": f"a {p.teacher.model if p.teacher else ''} teacher relabelling every batch (T = {p.temperature:g})",
+              "relabel": f"the given teacher relabelling every batch (T = {p.temperature:g})"}
     return (f"{optimiser}, wd {p.weight_decay:g}, lr {p.lr:g}{' or the set' + chr(39) + 's learned lr' if p.use_learned_lr else ''}"
             f", batch {p.batch_size}, {schedule}, {'non-siamese DSA' if p.augment == 'dsa' else 'no augmentation'}"
             f"{f', mixup {p.mixup:g}' if p.mixup else ''}, {labels[p.labels]}, {p.epochs} epoch{'s' * (p.epochs != 1)}, {p.runs} run{'s' * (p.runs != 1)}.")

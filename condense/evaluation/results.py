@@ -86,6 +86,9 @@ class EvalReport:
     skipped: Optional[dict[str, str]] = None    # architectures of --models all that do not accept the images, and why
     ranking: Optional[dict[str, dict[str, Any]]] = None  # per architecture: IOR, HLR, LRS (metrics.py)
     lr_selected: Optional[dict[str, dict[str, Any]]] = None  # per architecture: the lr grid, its selection scores
+    argmax: Optional[dict[str, dict[str, Any]]] = None  # soft-label protocols: per architecture, the same recipe with
+                                                        # argmax labels only ("mean", "std", "runs")
+    storage: Optional[dict[str, int]] = None  # the IOR subset: images per class, its bytes and the set's as trained
     reference: bool = False            # a reference row (full data or random subset), not a set under study
 
     @property
@@ -97,7 +100,8 @@ class EvalReport:
                "lr": self.lr, "seed": self.seed, "seeds": self.seeds, "model_args": self.model_args,
                "labels": self.labels, "protocol": self.protocol,
                "results": {m: r.to_json() for m, r in self.results.items()}}
-        for key in ("teacher", "jobs", "world", "validation", "selection", "skipped", "ranking", "lr_selected"):
+        for key in ("teacher", "jobs", "world", "validation", "selection", "skipped", "ranking", "lr_selected",
+                    "argmax", "storage"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.split != "test":
@@ -112,8 +116,8 @@ class EvalReport:
                    results={m: ModelResult.from_json(r) for m, r in d["results"].items()},
                    labels=d.get("labels", "hard"), teacher=d.get("teacher"), model_args=d.get("model_args") or {},
                    jobs=d.get("jobs"), world=d.get("world"), validation=d.get("validation"), split=d.get("split", "test"), selection=d.get("selection"), skipped=d.get("skipped"),
-                   ranking=d.get("ranking"), lr_selected=d.get("lr_selected"),
-                   reference=reference)
+                   ranking=d.get("ranking"), lr_selected=d.get("lr_selected"), argmax=d.get("argmax"),
+                   storage=d.get("storage"), reference=reference)
 
 
 @dataclass

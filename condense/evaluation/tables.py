@@ -57,6 +57,38 @@ def ranking_table(grid: GridReport) -> Optional[Table]:
     return table
 
 
+def _split_rows(grid: GridReport) -> list[tuple[str, ...]]:
+    """Per set and architecture under a soft-label protocol: soft labels, argmax labels, the random subset with
+    the same soft labels, and the stored bytes of the set (as trained) and of that subset."""
+    rows = []
+    for rep in grid.sets:
+        for m, hard in (rep.argmax or {}).items():
+            soft = rep.results[m]
+            rnd = (rep.ranking or {}).get(m)
+            store = rep.storage or {}
+            rows.append((row_name(rep), m, cell(soft), f"{hard['mean']:.2f} ± {hard['std']:.2f}",
+                         "–" if rnd is None else f"{rnd['random_mean']:.2f} ({store.get('ipc', '?')}/class)",
+                         f"{store['set_bytes']:,} / {store['random_bytes']:,}" if store else "–"))
+    return rows
+
+
+SPLIT_COLUMNS = ("set", "model", "soft labels", "argmax labels", "random, same soft labels",
+                 "bytes: set / random")
+
+
+def split_table(grid: GridReport) -> Optional[Table]:
+    """What the labels give and what the images give (soft-label protocols), when computed."""
+    rows = _split_rows(grid)
+    if not rows:
+        return None
+    table = Table(title="Soft labels vs images: the same recipe and seeds (accuracy %)")
+    for col in SPLIT_COLUMNS:
+        table.add_column(col, justify="left" if col in ("set", "model") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def markdown(grid: GridReport) -> str:
     p, first = grid.protocol, grid.sets[0]
     lines = [f"## {title(grid)}", "",
@@ -76,6 +108,14 @@ def markdown(grid: GridReport) -> str:
                 if first.lr_selected else []),
               *(["- skipped (images do not fit): " + "; ".join(f"{m}: {why.rstrip('.')}" for m, why in first.skipped.items())]
                 if first.skipped else []), ""]
+    split = _split_rows(grid)
+    if split:
+        lines += ["### Soft labels vs images", "",
+                  "The same recipe and seeds with the set's soft labels, with its argmax labels only, and for a fresh "
+                  "random real subset of no more stored bytes labelled by the same teachers (bytes count images, "
+                  "decoder arrays and labels as trained: K float32 per image for static soft labels).", "",
+                  "| " + " | ".join(SPLIT_COLUMNS) + " |", "|---|---|---:|---:|---:|---:|",
+                  *(f"| {' | '.join(r)} |" for r in split), ""]
     rows = _ranking_rows(grid)
     if rows:
         lines += ["### DD-Ranking metrics", "",

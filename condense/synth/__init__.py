@@ -11,6 +11,8 @@ from ..fields import AT_LEAST_1, NON_NEGATIVE, SEED, check_fields, check_value
 from ..io import check_output
 from ..store import SynthSet
 from . import coresets, datadam, dm, gradient_matching, mtt, random_subset  # noqa: F401  (register the methods)
+from . import infer, rded, sre2l  # noqa: F401  (the decoupled family)
+from . import kip, krr_st  # noqa: F401  (the kernel family)
 from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, check_capabilities, drop_retired,
                    get_method, list_methods, register_method)
 from .driver import DriverOptions, check_start, checkpoint_path, run

@@ -18,7 +18,7 @@ import torch
 
 from ..data import ImageDataset, RealSampler
 from ..errors import CondenseError
-from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, check_fields
+from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, Range, check_fields
 from ..models import create_model
 from ..store import SynthSet
 from .defence import MinDistanceConfig
@@ -93,6 +93,10 @@ class Synthesizer:
     def sync(self) -> None:
         """Bring every rank's share of the set (and optimiser state) to all ranks; no-op by default."""
 
+    def finish(self) -> None:
+        """Called once by the driver after the last iteration, before the set is saved (also when a resumed
+        run had no iteration left): final touches such as labelling the set with a teacher; no-op by default."""
+
     def new_synthset(self, images: torch.Tensor, labels: torch.Tensor, **extra) -> SynthSet:
         ds, run = self.ctx.dataset, self.ctx.run
         return SynthSet(images=images, labels=labels, dataset=ds.name, num_classes=ds.num_classes,
@@ -165,6 +169,14 @@ RANGES = {
                      "feature_batch", "kmeans_iters"), AT_LEAST_1),
     **dict.fromkeys(("batch_syn", "pool", "pool_train_nets", "feature_epochs", "min_distance",
                      "min_distance_weight", "ce_weight", "task_balance", "pool_weight_decay"), NON_NEGATIVE),
+    # the decoupled family (sre2l, rded, infer)
+    **dict.fromkeys(("num_teachers", "mipc", "crops", "score_batch"), AT_LEAST_1),
+    **dict.fromkeys(("r_bn", "first_bn_multiplier", "jitter"), NON_NEGATIVE),
+    **dict.fromkeys(("beta1", "beta2"), FRACTION), "min_scale": Range(0, 1, open_low=True),
+    # the kernel family (krr_st, kip, rkip)
+    **dict.fromkeys(("lr_final", "ridge", "noise_std"), POSITIVE),
+    **dict.fromkeys(("images", "weight_decay", "target_batch", "w_std", "b_std"), NON_NEGATIVE),
+    **dict.fromkeys(("pool_age", "depth"), AT_LEAST_1),
 }
 
 

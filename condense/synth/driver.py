@@ -5,8 +5,6 @@ checkpoint replays exactly the draws the uninterrupted run would have made.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
 import os
@@ -18,8 +16,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import dist
+from ..checkpoint import read_checkpoint as read_checked, write_checkpoint
 from ..errors import CondenseError
-from ..io import unreadable, write_bytes
 from ..seeding import seed_for
 from ..store import SynthSet
 from .base import OnStep, Synthesizer
@@ -27,7 +25,7 @@ from .base import OnStep, Synthesizer
 CHECKPOINT_FORMAT = 2  # 2: a checksum over every field
 # Fields of a checkpoint and the type each must have ("lr" may also be None).
 _FIELDS = {"format": int, "config_key": str, "iteration": int, "images": torch.Tensor, "labels": torch.Tensor,
-           "lr": torch.Tensor, "method_state": dict, "checksum": str}
+           "lr": torch.Tensor, "method_state": dict}
 
 
 @dataclass
@@ -51,32 +49,6 @@ def _config_key(method: Synthesizer) -> str:
     return json.dumps(cfg, sort_keys=True)
 
 
-def _digest(value: Any, h: Any) -> None:
-    """Feed ``value`` (nested dicts, lists, tensors and plain values) into hash ``h`` in a canonical order."""
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{list(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(value, dict):
-        h.update(f"D{len(value)}".encode())
-        for k in sorted(value, key=repr):
-            h.update(repr(k).encode())
-            _digest(value[k], h)
-    elif isinstance(value, (list, tuple)):
-        h.update(f"L{len(value)}".encode())
-        for v in value:
-            _digest(v, h)
-    else:
-        h.update(f"V{type(value).__name__}:{value!r}".encode())
-
-
-def checkpoint_checksum(payload: dict[str, Any]) -> str:
-    """SHA-256 over every field of a checkpoint but the checksum itself."""
-    h = hashlib.sha256()
-    _digest({k: v for k, v in payload.items() if k != "checksum"}, h)
-    return h.hexdigest()
-
-
 def save_checkpoint(path: str, method: Synthesizer, iteration: int) -> None:
     """Every rank shares its part first (torchrun); rank 0 alone writes."""
     method.sync()
@@ -92,37 +64,18 @@ def save_checkpoint(path: str, method: Synthesizer, iteration: int) -> None:
         "lr": None if synth.lr is None else synth.lr.detach().cpu().clone(),
         "method_state": method.state_dict(),
     }
-    payload["checksum"] = checkpoint_checksum(payload)
-    buffer = io.BytesIO()  # serialised in memory: a full disk then fails in a plain write, as an OSError
-    torch.save(payload, buffer)
-    write_bytes(path, buffer.getvalue())
+    write_checkpoint(path, payload)
 
 
 def read_checkpoint(path: str) -> dict[str, Any]:
     """The checkpoint's fields, checked for type and against its checksum; any problem is one sentence."""
     if not os.path.isfile(path):
         raise CondenseError(f"Nothing to resume: checkpoint {path} does not exist.")
-    fix = "delete it or rerun with --restart to start over"
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except PermissionError as err:
-        raise unreadable(path, err, "Checkpoint") from None
-    except Exception:
-        raise CondenseError(f"Checkpoint {path} is corrupt or truncated; {fix}.") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else None
-        raise CondenseError(f"Checkpoint {path} has format {found!r}, not {CHECKPOINT_FORMAT} (an older condense, "
-                            f"or not a checkpoint); {fix}.")
-    for name, kind in _FIELDS.items():
-        value = payload.get(name)
-        if name not in payload or not (isinstance(value, kind) and not isinstance(value, bool)
-                                        or (name == "lr" and value is None)):
-            what = "lacks" if name not in payload else "has a wrong-typed"
-            raise CondenseError(f"Checkpoint {path} {what} field '{name}' ({kind.__name__} expected); {fix}.")
-    if checkpoint_checksum(payload) != payload["checksum"]:
-        raise CondenseError(f"Checkpoint {path} fails its checksum (modified or corrupted); {fix}.")
+    payload = read_checked(path, what="Checkpoint", version=CHECKPOINT_FORMAT, fields=_FIELDS, nullable=("lr",),
+                           fix="delete it or rerun with --restart to start over")
     if payload["iteration"] < 0:
-        raise CondenseError(f"Checkpoint {path} is at iteration {payload['iteration']}; {fix}.")
+        raise CondenseError(f"Checkpoint {path} is at iteration {payload['iteration']}; "
+                            "delete it or rerun with --restart to start over.")
     return payload
 
 
@@ -220,7 +173,8 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
                 if options.on_step:  # after the checkpoint, so an interrupt here loses nothing
                     options.on_step(done, stats)
     method.sync()
-    final = synth.detached()
+    method.finish()  # e.g. the decoupled methods label their set with the teacher, once
+    final = method.synth.detached()
     final.iterations_done = iterations if method.iterative else 0
     if options.out and dist.is_main():
         final.save(options.out)

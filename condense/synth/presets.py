@@ -56,6 +56,14 @@ PRESETS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
                                               "batch_syn": 125}),
         ({"dataset": "digits"}, {"syn_steps": 10, "max_start_epoch": 1, "expert_epochs": 2, "lr_img": 100.0}),
     ],
+    # The decoupled family: the dataclass defaults are the official CIFAR values (SRe2L recover_cifar.sh: 1000
+    # iterations, Adam 0.25, r_bn 0.01, roll 4; RDED cifar10 scripts: mipc 300, 5 crops, factor 1; INFER
+    # ufc_cifar.sh: 1000 iterations, r_bn 1). On 8×8 digits a 4-pixel roll moves half the image: 1 pixel
+    # keeps CIFAR's 4/32.
+    "sre2l": [({"dataset": "digits"}, {"jitter": 1})],
+    "rded": [({"dataset": "digits"}, {"mipc": 100})],
+    "infer": [({"dataset": "digits"}, {"jitter": 1})],
+    "infer_dyn": [({"dataset": "digits"}, {"jitter": 1})],
 }
 
 
