@@ -14,7 +14,7 @@ from condense.store import SynthSet
 from condense.synth import distill, prepare
 from condense.synth.infer import base_images
 from condense.synth.rded import stitch
-from condense.synth.recover import BNStatistics
+from condense.synth.recover import BNStatistics, recovery_loss
 from condense.teachers import Ensemble, load_teachers, reference_of, static_logits
 
 DIGITS = load_dataset("digits", device="cpu")
@@ -43,6 +43,43 @@ def interrupted(method, out, stop_at, **options):
     with pytest.raises(KeyboardInterrupt):
         distill(method, "digits", 2, out=out, checkpoint_every=1, on_step=stop, **options)
     return distill(method, "digits", 2, out=out, resume=True, checkpoint_every=1, **options)
+
+
+# ---- the recovery objective --------------------------------------------------------------------
+def official_recovery_loss(net, x, y, r_bn, first):
+    """SRe2L's per-batch loss as ``recover_cifar.py`` computes it (``BNFeatureHook``): CE (mean) + r_bn · Σ_l w_l
+    (‖running_var − var‖₂ + ‖running_mean − mean‖₂), biased variance over (N, H, W), the first layer × first."""
+    terms = []
+
+    def hook(module, inputs, output):
+        a = inputs[0]
+        var = a.permute(1, 0, 2, 3).reshape(a.shape[1], -1).var(1, unbiased=False)
+        terms.append(torch.norm(module.running_var - var, 2) + torch.norm(module.running_mean - a.mean([0, 2, 3]), 2))
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    logits = net(x)
+    for h in handles:
+        h.remove()
+    return F.cross_entropy(logits, y) + r_bn * sum(t * (first if i == 0 else 1.0) for i, t in enumerate(terms))
+
+
+def test_grouped_recovery_gives_every_batch_the_official_gradient():
+    """Batches recovered in one forward (one slice each) get exactly the gradient of separate official runs."""
+    torch.manual_seed(0)
+    net = create_model("ConvNetBN", 1, 10, (8, 8), width=8)
+    with torch.no_grad():  # non-trivial running statistics
+        net.train()
+        for _ in range(3):
+            net(torch.randn(32, 1, 8, 8) * 2 + 0.5)
+    net.eval().requires_grad_(False)
+    x = torch.randn(30, 1, 8, 8, requires_grad=True)
+    y = torch.arange(10).repeat(3)
+    loss = recovery_loss(BNStatistics(net, 10.0), x, y, 3, 0.01)[0]
+    grad = torch.autograd.grad(loss, x)[0]
+    for g in range(3):
+        part = x[g * 10:(g + 1) * 10].detach().clone().requires_grad_(True)
+        want = torch.autograd.grad(official_recovery_loss(net, part, y[:10], 0.01, 10.0), part)[0]
+        assert torch.allclose(grad[g * 10:(g + 1) * 10], want, rtol=1e-4, atol=1e-9)
 
 
 # ---- SRe2L ------------------------------------------------------------------------------------

@@ -49,6 +49,33 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         distill("dm", "digits", 2, iterations=4, out=out, resume=True, lr_img=0.5, **TINY)
 
 
+def _interrupted_at(out, it_stop, method="dm", **options):
+    def interrupt(it, stats):
+        if it == it_stop:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(method, "digits", 2, out=out, checkpoint_every=1, on_step=interrupt, **options)
+
+
+def test_resume_below_the_checkpoint_iteration_is_refused(tmp_path):
+    out = str(tmp_path / "s.h5")
+    _interrupted_at(out, 3, iterations=6, **TINY)
+    with pytest.raises(CondenseError, match="already at iteration 3, beyond the requested 2"):
+        distill("dm", "digits", 2, iterations=2, out=out, resume=True, **TINY)
+
+
+def test_a_longer_budget_extends_dm_but_not_a_scheduled_method(tmp_path, digits_teachers):
+    out = str(tmp_path / "dm.h5")
+    _interrupted_at(out, 2, iterations=3, **TINY)
+    assert distill("dm", "digits", 2, iterations=5, out=out, resume=True, **TINY).images.shape[0] == 20
+    out = str(tmp_path / "sre2l.h5")  # its cosine lr spans the budget: a longer one is another run
+    options = {"teacher": digits_teachers, "device": "cpu", "model_args": {"width": 16}}
+    _interrupted_at(out, 2, method="sre2l", iterations=3, **options)
+    with pytest.raises(CondenseError, match="different settings"):
+        distill("sre2l", "digits", 2, iterations=5, out=out, resume=True, **options)
+
+
 def test_diverging_run_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = str(tmp_path / "s.h5")
     earlier = SynthSet.load(distill("random", "digits", 2, out=out, device="cpu") and out)

@@ -11,7 +11,9 @@ pretrain_krr_st.py``, ``pretrain_dc.py``, ``finetune.py``, ``linear_eval.py``), 
   network with a fresh head (SGD lr 0.01, momentum 0.9, wd 5e-4, batch 128, cosine, DSA; official 10,000
   steps on CIFAR targets), and a *linear probe* on the frozen ``embed`` features, standardised with the labelled
   images' statistics (SGD lr 0.2, momentum 0.9, batch 512, cosine; the official linear evaluation, which feeds
-  raw features). Budgets are steps; epochs = steps / batches per epoch.
+  raw features). Budgets are steps; epochs = steps / batches per epoch. The official ``test.py`` fine-tunes on
+  the whole target training split at batch 256 with crop + flip (``--label-fractions 1`` for its setting), and
+  pre-trains KIP/FRePo sets by MSE on their learned labels (AdamW 3e-4), not by cross-entropy on the argmax.
 - **Baselines**, trained with the same seeds: no pre-training (a random encoder), and a random real subset of
   the source training split of the same size, pre-trained on the same self-supervised targets (the target
   network a KRR-ST set names, or ``ssl``), or with cross-entropy on its labels when no target network is known.

@@ -68,6 +68,7 @@ class Synthesizer:
     iterative: ClassVar[bool] = True        # False for coresets: init is the whole job
     supports_flip: ClassVar[bool] = False   # the FYI flip plug-in
     shards_classes: ClassVar[bool] = False  # under torchrun each rank may optimise its own classes
+    scheduled: ClassVar[bool] = False       # the lr schedule spans `iterations`: a resume may not change them
 
     def __init__(self, cfg: Any, ctx: RunContext):
         self.cfg = cfg

@@ -43,9 +43,11 @@ def checkpoint_path(out: str) -> str:
 
 
 def _config_key(method: Synthesizer) -> str:
-    """The settings a checkpoint must agree on to be resumed (everything but the budget)."""
+    """The settings a checkpoint must agree on to be resumed: everything but the budget, which may grow unless
+    the method's lr schedule spans it."""
     cfg = json.loads(json.dumps(method.synth.config, default=str))
-    cfg["method_config"].pop("iterations", None)
+    if not method.scheduled:
+        cfg["method_config"].pop("iterations", None)
     return json.dumps(cfg, sort_keys=True)
 
 
@@ -145,11 +147,11 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
     start = 0
     if options.resume:
         start = load_checkpoint(ckpt, method)
-    elif options.restart and ckpt and os.path.exists(ckpt) and dist.is_main():
-        os.remove(ckpt)
         if start > iterations:
             raise CondenseError(f"Checkpoint {ckpt} is already at iteration {start}, beyond the requested "
                                 f"{iterations}; ask for at least {start} iterations.")
+    elif options.restart and ckpt and os.path.exists(ckpt) and dist.is_main():
+        os.remove(ckpt)
     if method.iterative and iterations > 0:
         if ckpt and options.checkpoint_every > 0 and start == 0:
             save_checkpoint(ckpt, method, 0)

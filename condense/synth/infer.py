@@ -7,7 +7,9 @@ one perturbation u[k, m] (1, C, H, W), zero at the start and shared by the whole
 teacher m: CE(teacher_m(roll(X_k + u)), classes) + r_bn · its BatchNorm statistics (``recover.py``), Adam
 lr 0.25 betas (0.5, 0.9), cosine to 0, a random roll of up to 4 pixels. The set stores the naturals and the
 n·M compensators (the ``compensators`` decoder, so ``storage_bytes`` counts them) and decodes into the
-naturals plus clip(X_k + u[k, m]): n·(M + 1) training images per class for about IPC stored images.
+naturals plus clip(X_k + u[k, m]): n·(M + 1) training images per class for about IPC stored images. u is
+never clipped while it learns: the official per-step clip writes into the tensor X_k + u, not into u, so it
+only bounds the saved images (JPEG there, float32 here).
 
 Labels: ``infer`` stores static soft labels, the teacher ensemble's average logits on every un-augmented
 decoded image (``val_static``); ``infer_dyn`` (INFER+Dyn, ``val_dyn``) names the ensemble so the evaluator
@@ -43,6 +45,7 @@ def base_images(ipc: int, teachers: int, classes: int) -> int:
 class INFER(DecoupledSynthesizer):
     name = "infer"
     config_cls = INFERConfig
+    scheduled = True
     needs_batchnorm = True
 
     def init(self):

@@ -15,7 +15,10 @@ no bias), with λ = 1e-5 · tr(K)/n (``kernels.RKIP_RIDGE``):
 X_t is the whole training split by default, as in Loo et al. (``target_batch`` draws a random batch per
 iteration instead); then α_t and the constant term are computed once, when the run starts. Initialisation:
 real images (KIP's default), or ``init=noise``: noise_std · N(0, 1) in the normalised space (Loo et al.'s
-0.2). ``--min-distance`` adds Loo et al.'s defence (penalty 50·mean((d − min(d, d_i))²) plus the projection).
+0.2). Loo et al.'s script keeps Y_s fixed unless ``--learn_labels`` is given (its README runs omit it); learning
+Y_s frees α_s = (Θ_ss + λI)⁻¹ Y_s as the attack frees its dual coefficients; ``learn_labels=false`` is theirs.
+``--min-distance`` adds Loo et al.'s defence (penalty 50·mean((d − min(d, d_i))²) plus the projection; their
+distances are squared L2 between images clipped to the training range, here L2 in [0, 1] pixels).
 Learned targets are stored as ``logits`` labels (N×K; their argmax is the class); fixed ones as hard labels.
 Every draw of iteration i comes from ``generator("iteration", seed, i)``.
 """

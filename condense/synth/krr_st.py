@@ -18,8 +18,11 @@ on the features of a network) is solved in closed form by kernel ridge regressio
   never clears a member's step counter on reset, so once old a member is reset at every draw and serves as a
   fresh random network from then on; here the counter restarts (``reset_age``; false gives the official
   behaviour). ``pool = 0`` uses a fresh random network every iteration.
-- AdamW (lr ``lr_img``: 1e-3, the official default and its CIFAR-100 command; 1e-5 for Tiny-ImageNet and
-  ImageNet) on X_s and Y_s, the learning rate decaying linearly to ``lr_final`` × lr over the run (LinearLR).
+- AdamW (lr ``lr_img``: 1e-3, the official argparse default, kept for CPU-sized runs; the README's commands use
+  1e-4 for CIFAR-100 and 1e-5 for Tiny-ImageNet and ImageNet over 160,000 iterations) on X_s and Y_s, the
+  learning rate decaying linearly to ``lr_final`` × lr over the run (LinearLR).
+- X_s lives in the normalised space like every set (the official keeps X_s in raw [0, 1] pixels and feeds it to
+  the pool un-normalised, while X_t is normalised: a mismatch not reproduced).
 
 The set stores X_s as images and Y_s as ``regression`` labels (float32 N×D, no class labels); evaluate it with
 ``condense eval --transfer TARGET``. Every draw of iteration i comes from ``generator("iteration", seed, i)``,
@@ -49,7 +52,7 @@ class KRRSTConfig(MethodConfig):
     iterations: int = 200         # CPU-sized; the official runs 160,000
     target: str = ""              # network file of the self-supervised target (`condense ssl`); required
     images: int = 0               # |X_s|; 0 = IPC × classes (the official CIFAR-100 set has 1,000)
-    lr_img: float = 1e-3          # AdamW on X_s and Y_s
+    lr_img: float = 1e-3          # AdamW on X_s and Y_s (official default; its README: 1e-4 on CIFAR-100)
     lr_final: float = 1e-3        # the lr decays linearly to lr_final × lr_img over the run
     weight_decay: float = 0.0     # of the outer AdamW
     batch_real: int = 1024        # augmented real images per iteration
@@ -134,6 +137,7 @@ class OnlinePool:
 class KRRST(Synthesizer):
     name = "krr_st"
     config_cls = KRRSTConfig
+    scheduled = True
 
     def xy(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.synth.images, self.synth.labels

@@ -8,8 +8,11 @@ best, and every f × f of them (patch k·IPC + i into image i, cell k, row-major
 stitched into one stored image. The official CIFAR scripts use f = 1, so each stored image is one crop, the
 best of 5, of the best IPC of 300 candidates; stored images then train as they are (identity decoder).
 Labels: ``relabel`` (default; the official validation relabels every CutMix batch with the teacher) or
-static ``logits``. Teachers: any architecture. The official figures pick the best of several test-set
-evaluations; condense's evaluator never selects on the test split.
+static ``logits``. Teachers: any architecture; with ``num_teachers`` > 1 the observer is their average logits
+(the official uses one). The official figures pick the best of several test-set evaluations; condense's
+evaluator never selects on the test split. Its ``relabel`` protocol is INFER's recipe (mixup 0.8, T = 30,
+400 epochs, batch 64, DSA), not RDED's validation (CutMix Beta(1, 1), T = 20, 300 epochs, batch by IPC,
+AdamW lr decaying only to 0.5×; condense has no CutMix), so its numbers are not RDED's published ones.
 """
 from __future__ import annotations
 

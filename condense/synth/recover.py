@@ -7,6 +7,9 @@ each norm not squared, the first layer weighted ``first_bn_multiplier`` (10), th
 independent batches (one per IPC index, or per base batch) go through one forward: each takes its own
 statistics (``groups`` contiguous equal-size slices) and its own random roll, so the optimisation is the
 official one run for every batch at once. Adam (lr 0.25, betas (0.5, 0.9)) with a cosine decay to 0.
+Hooks sit on every BatchNorm (the official: ``BatchNorm2d`` only; the same on conv teachers). The running
+statistics matched are the teacher's: ``condense teachers`` trains with DSA (colour, scale, rotation, cutout),
+the official teachers with crop + flip, so the target statistics are those of DSA-augmented batches.
 """
 from __future__ import annotations
 

@@ -5,11 +5,13 @@ Squeeze is ``condense teachers``. Recover: IPC × K images start as Gaussian noi
 and are optimised against the frozen teacher (CE + r_bn · its BatchNorm statistics, see ``recover.py``),
 one independent batch of K images (one per class) per IPC index as in the official runs, with a random roll
 of up to ``jitter`` pixels (no flip, no crop: the CIFAR recipe), Adam lr 0.25 betas (0.5, 0.9), cosine to 0,
-pixels clamped to [0, 1] after each step. Relabel: ``labels = "logits"`` stores the teacher's logits on the
-final images; ``labels = "relabel"`` names the teacher so the evaluator relabels every augmented batch (the
-official online KD). With ``num_teachers`` M > 1 the images are recovered against the first teacher (the
-official uses one) and labelled by the ensemble of all M (so every method of a comparison can share one
-labeller). Teachers: any architecture with BatchNorm (ConvNetBN, ResNet18BN, ...); others are refused.
+pixels clamped to [0, 1] after each step (the official saves the last iterate as JPEG; here it stays float).
+Relabel: ``labels = "logits"`` (the default, static: a deviation) stores the teacher's logits on the final
+images; ``labels = "relabel"`` names the teacher so the evaluator relabels every augmented batch (the official
+online KD; evaluate with the ``relabel`` protocol). With ``num_teachers`` M > 1 the images are recovered
+against the first teacher (the official uses one) and labelled by the ensemble of all M (so every method of a
+comparison can share one labeller). Teachers: any architecture with BatchNorm (ConvNetBN, ResNet18BN, ...);
+others are refused.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class SRe2LConfig(RecoverConfig):
 class SRe2L(DecoupledSynthesizer):
     name = "sre2l"
     config_cls = SRe2LConfig
+    scheduled = True
     needs_batchnorm = True
 
     def init(self):
