@@ -29,6 +29,8 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "pytest-xdist>=3"],
         "gpu": ["faiss-gpu>=1.7.2"],
+        # scripts/ddranking_check.py; keeps torch as installed, but pins numpy<2 and scipy<1.16: use its own venv
+        "ddranking": ["ddranking==0.2.0"],
     },
     entry_points={"console_scripts": ["condense=condense.cli:main"]},
 )

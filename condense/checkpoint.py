@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from typing import Any, Collection
 
 import torch
@@ -78,3 +79,28 @@ def read_checkpoint(path: str, *, what: str, version: int, fields: dict[str, typ
     if payload_checksum(payload) != payload["checksum"]:
         raise CondenseError(f"{what} {path} fails its checksum (modified or corrupted); {fix}.")
     return payload
+
+
+def checkpoint_path(out: str) -> str:
+    """Where the run writing ``out`` keeps its checkpoint."""
+    return out + ".ckpt.pt"
+
+
+def check_start(out: str, resume: bool, restart: bool) -> None:
+    """Before any work: no resume without a checkpoint, no fresh start over an unfinished run."""
+    ckpt = checkpoint_path(out)
+    if resume and restart:
+        raise CondenseError("--resume continues a checkpoint and --restart discards it; give only one.")
+    if resume and not os.path.isfile(ckpt):
+        raise CondenseError(f"Nothing to resume: checkpoint {ckpt} does not exist.")
+    if not resume and not restart and os.path.exists(ckpt):
+        raise CondenseError(f"{ckpt} holds an unfinished run; continue it with --resume or discard it with --restart.")
+
+
+def write_training_state(path: str, version: int, key: str, epoch: int, model: torch.nn.Module,
+                         optimizer: torch.optim.Optimizer, **extra: Any) -> None:
+    """An epoch-wise trainer's checkpoint: the epoch done, the network (BatchNorm statistics included), the
+    optimiser, the settings ``key`` and any ``extra`` plain fields."""
+    write_checkpoint(path, {"format": version, "key": key, "epoch": epoch, **extra,
+                            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                            "optimizer": optimizer.state_dict()})

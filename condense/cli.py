@@ -19,28 +19,56 @@ from .audit import run_audit
 from .data import ValidationSpec, list_datasets, load_dataset
 from .device import resolve_device
 from .errors import CondenseError
-from .evaluation import load_reports, resolve_models, run_grid
+from .evaluation import resolve_models, run_grid
 from .evaluation.kernel_eval import evaluate_kernel
 from .evaluation.references import build_reference
 from .evaluation.transfer import TransferConfig, evaluate_transfer
 from .evaluation.plots import render_report
-from .evaluation.result_files import check_reports, is_report_folder
+from .evaluation.catalog import entry_table, read_catalog, zoo_table, default_catalog
+from .evaluation.result_files import is_report_folder, read_result_files
 from .evaluation.tables import markdown, ranking_table, rich_table, split_table
 from .experts import ExpertConfig, train_buffer
 from .fields import SEED, Range, check_value
 from .grids import save_grid
+from .interop import FORMATS, LAYOUTS, export_set, file_sha256, import_set
 from .io import check_output, reading, staged_folder, write_json, write_text
+from .mae import MAEConfig, train_mae
 from .models import read_network_info
 from .ssl import SSLConfig, train_ssl
 from .store import SynthSet
 from .synth import distill, list_methods
 from .teachers import TeacherRecipe, train_teachers
+from .version import __version__
 
 DEFAULT_OUT = os.path.join("synth_sets", "{dataset}_{method}_ipc{ipc}.h5")
 
 
+def _shown(default: Any) -> bool:
+    """Whether help should state this default (0 is a value to state; None, False and [] are not)."""
+    return default is not None and default is not False and default != [] and default is not argparse.SUPPRESS
+
+
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default (unless it is None, False or already said in the text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not _shown(action.default) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one sentence and exit 2 (argparse's own code)."""
+    """argparse, but a usage error is one sentence and exit 2 (argparse's own code), and help shows defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any):
+        if not kwargs.get("help") and _shown(kwargs.get("default")):
+            kwargs["help"] = "(default: %(default)s)"  # argparse prints nothing for an option without help
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         raise CondenseError(f"{message[0].upper()}{message[1:].rstrip('.')} (see `{self.prog} --help`).")
@@ -87,8 +115,10 @@ def _inputs(args) -> list[str]:
              settings.get("feature_weights"), settings.get("experts")]
     paths += [v for v in (getattr(args, "set", None), getattr(args, "experts", None)) if isinstance(v, str)]
     paths += list(getattr(args, "sets", None) or []) + list(getattr(args, "results", None) or [])
+    paths += [getattr(args, "source", None), getattr(args, "syn_lr", None), getattr(args, "catalog", None)]  # import, zoo
     paths += f"{getattr(args, 'teacher', None) or ''},{settings.get('teacher') or ''}".split(",")  # teacher(s)
     paths += [getattr(args, "ssl", None), settings.get("target")]  # krr_st's target network, transfer's SSL target
+    paths += [settings.get("mae"), settings.get("bins_file")]  # dq's masked autoencoder and bins
     paths += [t.partition("imagefolder:")[2] for t in getattr(args, "transfer", None) or []]
     if str(getattr(args, "protocol", "")).endswith(".json"):
         paths.append(args.protocol)
@@ -215,6 +245,24 @@ def cmd_ssl(args) -> int:
     return 0
 
 
+def cmd_mae(args) -> int:
+    options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr") if getattr(args, k) is not None}
+    options.update(parse_settings(args.set))
+    own = {"dataset", "data_root", "max_per_class", "seed"}
+    known = sorted(f for f in MAEConfig.__dataclass_fields__ if f not in own)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CondenseError(f"`condense mae` has no option '{unknown[0]}'; --set takes: {', '.join(known)}.")
+    cfg = MAEConfig(dataset=args.dataset, data_root=args.data_root, max_per_class=args.max_per_class, seed=args.seed,
+                    **options)
+    train_mae(cfg, args.out, device=args.device, resume=args.resume, restart=args.restart, quiet=args.quiet,
+              log=_log(args) or (lambda m: None))
+    if not args.quiet:
+        _console().print(f"Wrote [bold]{args.out}[/] (a masked autoencoder, role autoencoder: give it to dq with "
+                         f"--set mae={args.out}).")
+    return 0
+
+
 def cmd_reference(args) -> int:
     if args.out:
         check_output(args.out, folder=True, owned=lambda names: all(n.startswith("full_") for n in names))
@@ -231,13 +279,9 @@ def cmd_reference(args) -> int:
 def cmd_report(args) -> int:
     """The page is built aside and swapped in whole; an existing --out folder must be an earlier report."""
     check_output(args.out, folder=True, owned=is_report_folder)
-    reports = []
-    for path in args.results:
-        rows = load_reports([path])
-        check_reports(rows, f"Results file {path}")
-        reports += rows
+    found = read_result_files(args.results)  # eval results, the zoo catalog, compare/bench outputs, teachers
     with staged_folder(args.out) as staging:
-        render_report(reports, staging, sources=args.results)
+        render_report(found.reports, staging, sources=args.results, tables=found.tables)
     _console().print(f"Wrote [bold]{os.path.join(args.out, 'README.md')}[/] and its plots.")
     return 0
 
@@ -262,11 +306,12 @@ def cmd_audit(args) -> int:
 
 
 def cmd_show(args) -> int:
-    png = args.png or os.path.splitext(args.set)[0] + ".png"
-    decoded = os.path.splitext(png)[0] + "_decoded.png"
-    check_output(png)
+    png = args.png  # grids are written only when asked, never beside the set by default
+    decoded = os.path.splitext(png)[0] + "_decoded.png" if png else None
+    if png:
+        check_output(png)
     synth = SynthSet.load(args.set)
-    if synth.decoder["kind"] != "identity":
+    if png and synth.decoder["kind"] != "identity":
         check_output(decoded)
     table = Table(title=args.set, show_header=False)
     table.add_column("field", style="bold")
@@ -284,16 +329,59 @@ def cmd_show(args) -> int:
                                                                       synth.config.get("method_config")))
     rows += [("model", f"{run_cfg.get('model', '-')} {json.dumps(run_cfg.get('model_args') or {})}")]
     rows += [(f"config: {k}", str(v)) for k, v in sorted(method_cfg.items())]
+    imported = synth.config.get("imported") if isinstance(synth.config.get("imported"), dict) else {}
+    rows += [("imported from", f"{imported.get('source')} ({imported.get('layout')}, pixels {imported.get('pixels')})")] \
+        if imported else []
+    rows += [("data fingerprint", synth.dataset_fingerprint or "- (format 1)")]
     for k, v in rows:
         table.add_row(k, v)
-    save_grid(synth, png)
     console = _console()
     console.print(table)
+    if not png:
+        console.print("Add --png FILE to draw the set's images (one row per class).")
+        return 0
+    save_grid(synth, png)
     console.print(f"Grid written to [bold]{png}[/]")
     if synth.decoder["kind"] != "identity":  # also the training images the stored ones stand for
-        per_class = -(-synth.decode()[1].shape[0] // synth.num_classes)  # f² per image, or INFER's M + 1
-        save_grid(synth, decoded, max_per_class=per_class, decoded=True)
+        save_grid(synth, decoded, decoded=True)
         console.print(f"Decoded grid ({synth.decoder['kind']}) written to [bold]{decoded}[/]")
+    return 0
+
+
+def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
+    """``--mean 0.49,0.48,0.45`` -> floats, or one sentence."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise CondenseError(f"{option} takes comma-separated numbers, one per channel, got {text!r}.") from None
+
+
+def cmd_export(args) -> int:
+    synth = SynthSet.load(args.set)
+    export_set(synth, args.format, args.out, pixels=args.pixels, mean=_floats(args.mean, "--mean"),
+               std=_floats(args.std, "--std"), source=args.set, checksum=file_sha256(args.set))
+    images, _ = synth.decode()
+    _console().print(f"Wrote [bold]{args.out}[/] ({args.format}): {images.shape[0]} training images of "
+                     f"{synth.num_classes} classes, class by class.")
+    return 0
+
+
+def cmd_import(args) -> int:
+    synth = import_set(args.source, args.dataset, args.out, layout=args.layout, data_root=args.data_root,
+                       pixels=args.pixels, mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
+                       entry=args.entry, syn_lr=args.syn_lr, zca=args.zca, check_stats=not args.skip_stats_check)
+    lr = "" if synth.lr is None else f", learned lr {float(synth.lr):.4g}"
+    _console().print(f"Wrote [bold]{args.out}[/]: {len(synth.images)} images ({synth.ipc} per class, "
+                     f"{synth.label_kind} labels{lr}) of {synth.dataset}, {synth.method}.")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    path = args.catalog or default_catalog()
+    catalog = read_catalog(path)
+    _console().print(entry_table(args.name, catalog, path) if args.name else zoo_table(catalog, os.path.relpath(path)))
     return 0
 
 
@@ -322,6 +410,7 @@ def cmd_experts(args) -> int:
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="condense", description="Dataset distillation: distil, evaluate and inspect synthetic sets.")
+    p.add_argument("--version", action="version", version=f"condense {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     sub.add_parser("datasets", help="list the datasets condense can read").set_defaults(func=cmd_datasets)
@@ -347,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-start-epoch", type=int, default=None, help="mtt: start epoch t < T+")
     d.add_argument("--grad-mode", default=None, help="mtt: unrolled | recompute (same gradient, constant memory)")
     d.add_argument("--teacher", default=None, help="sre2l, rded, infer: a teacher folder, network file or files "
-                                                   "(default: synth_sets/teachers, $CONDENSE_TEACHERS)")
+                                                   "(default: synth_sets/teachers, $CONDENSE_TEACHERS); graphcut, "
+                                                   "dq: the network whose gradients embed the images (default: the "
+                                                   "run's model, trained briefly)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any method hyper-parameter, e.g. --set momentum=0.9 (repeatable)")
     d.add_argument("--max-per-class", type=int, default=None, help="cap real training images per class")
@@ -429,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_reference)
 
-    r = sub.add_parser("report", help="plots and a Markdown page from eval result JSON files")
+    r = sub.add_parser("report", help="plots and a Markdown page from result files: `condense eval --json` results, "
+                                      "the zoo catalog, compare_methods.py and bench.py outputs")
     r.add_argument("results", nargs="+", metavar="RESULTS.json")
     r.add_argument("--out", required=True, help="output folder (PNGs + README.md)")
     r.set_defaults(func=cmd_report)
@@ -452,10 +544,51 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_audit)
 
-    s = sub.add_parser("show", help="print a set's metadata and write its image grid")
+    s = sub.add_parser("show", help="print a set's metadata (and draw its images with --png)")
     s.add_argument("set", metavar="SET.h5")
-    s.add_argument("--png", default=None, help="grid path (default: beside the set)")
+    s.add_argument("--png", default=None, metavar="FILE.png",
+                   help="draw the stored images here, one row per class (and FILE_decoded.png for a set with a decoder)")
     s.set_defaults(func=cmd_show)
+
+    o = sub.add_parser("export", help="write a set's training images and labels as an image folder, .npz or .pt "
+                                      "(the official DC/DM/MTT and DD-Ranking layout)")
+    o.add_argument("set", metavar="SET.h5")
+    o.add_argument("--format", required=True, choices=FORMATS)
+    o.add_argument("--out", required=True, metavar="PATH", help="the file (npz, pt) or folder (imagefolder)")
+    o.add_argument("--pixels", default=None, choices=("normalised", "unit"),
+                   help="normalised (exact; default for npz and pt) or unit: [0, 1], clamped (default for imagefolder)")
+    o.add_argument("--mean", default=None, metavar="M[,M,M]",
+                   help="renormalise with this mean (with --std) instead of the set's, e.g. another code's constants")
+    o.add_argument("--std", default=None, metavar="S[,S,S]")
+    o.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("import", help="check a set made elsewhere (official DC/DSA/DM, MTT, DataDAM files, an image "
+                                      "folder, an .npz) against its dataset and save it as a SynthSet")
+    i.add_argument("source", metavar="PATH", help="the file or folder to import")
+    i.add_argument("--dataset", required=True, help="the dataset it was distilled from (checked against the data)")
+    i.add_argument("--data-root", default=None, help="folder holding on-disk datasets (default: $CONDENSE_DATA)")
+    i.add_argument("--layout", default="auto", choices=LAYOUTS, help="how the file is laid out (auto detects it)")
+    i.add_argument("--entry", type=int, default=None,
+                   help="dc/datadam result files: which [images, labels] pair of 'data' (default: the last)")
+    i.add_argument("--pixels", default=None, choices=("normalised", "unit"),
+                   help="what the images hold (default: what the file says, else normalised; image folders: unit)")
+    i.add_argument("--mean", default=None, metavar="M[,M,M]",
+                   help="the normalisation the file used (default: the official one for a torchvision dataset, else "
+                        "the dataset's statistics)")
+    i.add_argument("--std", default=None, metavar="S[,S,S]")
+    i.add_argument("--syn-lr", default=None, metavar="LR|FILE.pt", help="the learned step size (MTT keeps it apart)")
+    i.add_argument("--zca", action="store_true", help="the images live in ZCA space (MTT --zca): condense fits the "
+                                                      "dataset's ZCA and stores it with the set")
+    i.add_argument("--skip-stats-check", action="store_true",
+                   help="accept pixel statistics unlike the dataset's (the check catches a wrong normalisation)")
+    i.add_argument("--out", required=True, metavar="SET.h5")
+    i.set_defaults(func=cmd_import)
+
+    z = sub.add_parser("zoo", help="list the published sets (synth_sets/catalog.json), or show one with its commands")
+    z.add_argument("name", nargs="?", default=None, metavar="NAME", help="an entry, e.g. cifar10_dm_ipc10")
+    z.add_argument("--catalog", default=None, metavar="FILE",
+                   help="the catalog (default: $CONDENSE_ZOO, else the checkout's synth_sets/catalog.json)")
+    z.set_defaults(func=cmd_zoo)
 
     t = sub.add_parser("teachers", help="train teacher networks on the full real training data (sre2l, rded, "
                                         "infer, soft-label evaluation), resumably")
@@ -493,6 +626,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_ssl)
+
+    m = sub.add_parser("mae", help="train the small masked autoencoder that fills the patches dq drops, resumably")
+    m.add_argument("--dataset", default="mnist5k")
+    m.add_argument("--data-root", default=None)
+    m.add_argument("--max-per-class", type=int, default=None)
+    m.add_argument("--epochs", type=int, default=None, help="default 20")
+    m.add_argument("--batch-size", type=int, default=None, help="default 256")
+    m.add_argument("--lr", type=float, default=None, help="AdamW lr, cosine schedule (default 1e-3)")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other option: patch (0: the grid nearest DQ's 14x14), dim, depth, heads, decoder_dim, "
+                        "decoder_depth, mlp_ratio, mask_ratio, eval_mask_ratio, weight_decay")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True, help="the network file (.h5); OUT.ckpt.pt holds the checkpoint")
+    m.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    m.add_argument("--restart", action="store_true", help="discard OUT.ckpt.pt of an unfinished run and start over")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_mae)
 
     x = sub.add_parser("experts", help="train expert trajectories for trajectory matching (mtt)")
     x.add_argument("--dataset", default="mnist5k")

@@ -215,6 +215,17 @@ def write_hdf5(path: str, fill: Callable[[h5py.File], Any]) -> str:
     return atomic_write(path, write)
 
 
+def read_json(path: str, what: str, missing_hint: str = "") -> Any:
+    """The JSON in ``path``; a missing or unreadable file is one sentence naming ``what`` it should be."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CondenseError(f"{what} {path} does not exist{missing_hint}.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise CondenseError(f"{what} {path} is not readable JSON.") from None
+
+
 def write_json(path: str, obj: Any, indent: int = 2, **dump_options: Any) -> str:
     return write_text(path, json.dumps(obj, indent=indent, **dump_options) + "\n")
 

@@ -47,6 +47,12 @@ STREAMS: dict[str, Stream] = {
     "transfer_random": Stream(1_000_003, 141_650_963, 97, 2**62, "the random source subset of transfer run i"),
     "teacher": Stream(1_000_003, 86_028_121, 71, 2**62,
                       "teacher training: i = 0 the initialisation, i >= 1 the batch order and augmentation of epoch i"),
+    "mae": Stream(1_000_003, 179_424_673, 101, 2**62,
+                  "masked-autoencoder training: i = 0 the initialisation, i >= 1 the batch order and masks of epoch i"),
+    "embedding_net": Stream(1_000_003, 217_645_177, 103, 2**62,
+                            "graphcut/dq's gradient-embedding network: i = 0 its initialisation, i = 1 its training"),
+    "bin_greedy": Stream(1_000_003, 236_887_691, 107, 2**62, "stochastic greedy's candidate draws binning class i"),
+    "bin_sample": Stream(1_000_003, 256_203_161, 109, 2**62, "dq: the rows sampled from bin i of every class"),
 }
 
 

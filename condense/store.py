@@ -3,8 +3,9 @@
 A SynthSet file is readable with plain h5py: arrays are datasets, metadata are attributes. Format
 version 2 fixes the extension points methods build on, so none invents its own: ``label_kind``
 (hard, probabilities, logits, relabel, regression), a ``decoder`` that :meth:`SynthSet.decode`
-applies (identity, IDC's multi-formation, or INFER's compensators) with its arrays in the group ``decoder/``,
-``source_indices`` for subsets of the source training split, and ``dataset_fingerprint``.
+applies (identity, IDC's multi-formation, INFER's compensators, or DQ's kept patches filled by a masked
+autoencoder) with its arrays in the group ``decoder/``, ``source_indices`` for subsets of the source training
+split (the subset form), and ``dataset_fingerprint``.
 Version-1 files still load. Saving goes through :func:`condense.io.write_hdf5`. Loading checks
 the metadata of every dataset before reading any array; any problem is one CondenseError sentence.
 """
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from .errors import CondenseError
 from .fields import INT64, fits
 from .io import unreadable, write_hdf5
+from .patches import MaskedAutoencoder, check_grid, patchify, unpack, unpatchify
 from .version import __version__
 
 FORMAT_VERSION = 2
@@ -43,6 +45,8 @@ _LABEL_LAYOUT = {"hard": ("int64", 1), "probabilities": ("float32", 2), "logits"
 LABEL_KINDS = tuple(_LABEL_LAYOUT)
 _DECODER_DTYPES = ("float32", "float16", "int64", "int32", "uint8")
 _IDENTITY = {"kind": "identity"}
+_NETWORK = "mae."  # decoder arrays named so are a decoder network's weights (storage_bytes shows them apart)
+FILLS = ("mae", "zero")
 
 def _integer(v: Any) -> int:
     if isinstance(v, (bool, np.bool_)):
@@ -168,8 +172,38 @@ def _compensators(images, labels, spec, mean, std, arrays):
     return decoded, torch.cat([labels, extra])
 
 
+def _mae(spec: dict, arrays: Mapping[str, torch.Tensor], channels: int) -> MaskedAutoencoder:
+    """The decoder's masked autoencoder, built from ``spec['mae']['model_args']`` (raises TypeError, ValueError
+    or CondenseError on arguments that do not build one); its classifier's outputs are read off its weights."""
+    classes = arrays.get(_NETWORK + "classifier.weight")
+    args = spec["mae"]["model_args"]
+    if not isinstance(args, dict) or "channels" in args or "image_size" in args:
+        raise TypeError(args)
+    h, w = spec["image_shape"][1:]
+    return MaskedAutoencoder(channels, classes.shape[0] if classes is not None and classes.dim() == 2 else 1, (h, w),
+                             **args)
+
+
+def _patches(images, labels, spec, mean, std, arrays):
+    """DQ's pixel quantisation (Zhou et al., ICCV 2023; official magic-research/Dataset_Quantization): each stored
+    image is a strip of the patches it kept (``condense.patches``), ``keep`` (N, gh, gw) says where they go, and
+    the dropped ones are predicted by the masked autoencoder whose weights are the arrays ``mae.*`` (``fill``
+    "mae") or left at zero, the dataset mean (``fill`` "zero", the ablation). Kept pixels come out unchanged."""
+    shape, patch = tuple(spec["image_shape"]), spec["patch"]
+    keep = arrays["keep"].reshape(len(images), -1).to(images.device).bool()
+    holes = unpack(images, keep, patch, shape)
+    if spec["fill"] == "zero":
+        return holes, labels
+    net = _mae(spec, arrays, shape[0]).to(images.device)
+    net.load_state_dict({k[len(_NETWORK):]: v.to(images.device) for k, v in arrays.items() if k.startswith(_NETWORK)})
+    with torch.no_grad():  # the prediction is a fixed function of the kept pixels; they keep their gradient below
+        pred = torch.cat([net.eval().reconstruct(h, k) for h, k in zip(holes.detach().split(256), keep.split(256))])
+    tokens = torch.where(keep.unsqueeze(-1), patchify(holes, patch), pred)
+    return unpatchify(tokens, patch, shape), labels
+
+
 DECODERS: dict[str, Callable] = {"identity": _identity, "multi_formation": _multi_formation,
-                                 "compensators": _compensators}
+                                 "compensators": _compensators, "patches": _patches}
 
 
 def _check_compensators(s: "SynthSet", where: str) -> None:
@@ -190,6 +224,51 @@ def _check_compensators(s: "SynthSet", where: str) -> None:
                             f"'compensators'{also}.")
     if s.zca_matrix is not None:
         raise CondenseError(f"{where} lives in ZCA space, where a compensators decoder cannot clip pixels.")
+
+
+def _check_patches(s: "SynthSet", where: str) -> None:
+    """A patches decoder's spec and arrays: where the kept patches go, how many, and the network that fills."""
+    spec, arrays, n = s.decoder, s.decoder_arrays, s.images.shape[0]
+    shape, fill = spec.get("image_shape"), spec.get("fill")
+    if not fits(shape, list[int]) or len(shape) != 3 or min(shape) < 1 or shape[0] != s.images.shape[1]:
+        raise CondenseError(f"{where} has a patches decoder whose image_shape {shape!r} is not [C, H, W] with the "
+                            f"stored {s.images.shape[1]} channels.")
+    gh, gw = check_grid(tuple(shape), spec.get("patch"), f"{where}'s patches decoder")
+    if fill not in FILLS:
+        raise CondenseError(f"{where} has a patches decoder with fill {fill!r}; expected one of: {', '.join(FILLS)}.")
+    keep = arrays.get("keep")
+    if keep is None or keep.dtype != torch.uint8 or tuple(keep.shape) != (n, gh, gw) or bool((keep > 1).any()):
+        raise CondenseError(f"{where} has a patches decoder but no uint8 'keep' mask of 0s and 1s of shape "
+                            f"({n}, {gh}, {gw}), one per stored image.")
+    counts = keep.reshape(n, -1).sum(1)
+    k, p = int(counts[0]), spec["patch"]
+    if k < 1 or bool((counts != k).any()) or tuple(s.images.shape[2:]) != (p, k * p):
+        raise CondenseError(f"{where} has a patches decoder whose images are not strips of the same number of kept "
+                            f"{p}×{p} patches per image (keep mask counts {sorted(set(counts.tolist()))}, stored "
+                            f"images {tuple(s.images.shape[1:])}).")
+    if s.zca_matrix is not None:
+        raise CondenseError(f"{where} lives in ZCA space, where a patches decoder has no pixels to fill.")
+    network = {k: v for k, v in arrays.items() if k.startswith(_NETWORK)}
+    if set(arrays) != {"keep", *network} or (fill == "zero") == bool(network) or (fill == "zero") == ("mae" in spec):
+        raise CondenseError(f"{where} has a patches decoder with fill '{fill}' and arrays {sorted(arrays)[:4]}; fill "
+                            f"'mae' needs the masked autoencoder's 'mae.*' weights and a 'mae' entry, fill 'zero' "
+                            f"neither.")
+    if fill == "zero":
+        return
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            net = _mae(spec, arrays, shape[0]) if isinstance(spec["mae"], dict) else None
+    except (TypeError, ValueError, KeyError, CondenseError):
+        net = None
+    want = net.state_dict() if net is not None else {}
+    got = {k[len(_NETWORK):]: v for k, v in network.items()}
+    if net is None or set(want) != set(got) or any(
+            got[k].dtype != torch.float32 or got[k].shape != want[k].shape for k in want):
+        raise CondenseError(f"{where} has a patches decoder whose masked autoencoder cannot be rebuilt from its "
+                            f"'mae' entry and weights (a damaged or foreign network).")
+    if net.patch != p:
+        raise CondenseError(f"{where} stores {p}-pixel patches but its masked autoencoder fills {net.patch}-pixel "
+                            f"ones.")
 
 
 def _check_decoder(spec: Any, where: str) -> None:
@@ -246,7 +325,10 @@ class SynthSet:
     # ---- convenience -------------------------------------------------------------------
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+        """The shape of a training image; a patches decoder stores strips of kept patches and names it."""
+        named = self.decoder.get("image_shape") if isinstance(self.decoder, dict) and \
+            self.decoder.get("kind") == "patches" else None
+        return tuple(int(s) for s in (named if fits(named, list[int]) else self.images.shape[1:]))  # type: ignore
 
     @property
     def soft_labels(self) -> bool:
@@ -272,14 +354,29 @@ class SynthSet:
         return decode_images(self.images, self.labels, self.decoder, self.mean if pixels else None,
                              self.std if pixels else None, self.decoder_arrays)
 
+    def as_dataset(self, hard: bool = False, pixels: bool = False) -> torch.utils.data.TensorDataset:
+        """A torch ``Dataset`` of the decoded set: ``(image, label)`` pairs, the label a class index, or the stored
+        row of soft labels (probabilities or logits, see ``label_kind``) when the set has them (``hard``: their
+        argmax). Images are normalised as the set's real data (``pixels``: in [0, 1], clamped; not in ZCA space)."""
+        if pixels and self.zca_matrix is not None:
+            raise CondenseError("The set lives in ZCA space, which has no [0, 1] pixels; ask for normalised images.")
+        images, labels = (t.detach().cpu() for t in self.decode())
+        if hard and labels.dim() == 2:
+            if self.label_kind == "regression":
+                raise CondenseError(f"The {self.method} set has regression targets, which carry no class labels.")
+            labels = labels.argmax(1)
+        return torch.utils.data.TensorDataset(self.denormalized(images) if pixels else images.clone(), labels.clone())
+
     def storage_bytes(self) -> dict[str, int]:
         """Bytes of each array as the file stores it; ``total`` is the set, while ``preprocessing``
-        (the ZCA transform, a property of the real dataset) is reported apart and not counted."""
-        sizes = dict.fromkeys(("images", "labels", "lr", "decoder", "source_indices", "preprocessing"), 0)
+        (the ZCA transform, a property of the real dataset) is reported apart and not counted. A decoder's
+        network (DQ's masked autoencoder) is counted in the total and shown apart as ``decoder_network``."""
+        sizes = dict.fromkeys(("images", "labels", "lr", "decoder", "decoder_network", "source_indices",
+                               "preprocessing"), 0)
         for name, t in self._tensors().items():
             # a decoder's "labels" are the labels of the images it adds (compensators): labels, not decoder
             key = "preprocessing" if name.startswith("zca") else "labels" if name == "decoder/labels" \
-                else name.split("/")[0]
+                else "decoder_network" if name.startswith("decoder/" + _NETWORK) else name.split("/")[0]
             sizes[key] += t.numel() * (4 if name in _CAST else t.element_size())
         return {**sizes, "total": sum(v for k, v in sizes.items() if k != "preprocessing")}
 
@@ -415,6 +512,8 @@ def validate(s: SynthSet, where: str = "the synthetic set") -> None:
     _check_decoder(s.decoder, where)
     if s.decoder["kind"] == "compensators":
         _check_compensators(s, where)
+    if s.decoder["kind"] == "patches":
+        _check_patches(s, where)
     if s.zca_matrix is not None and s.decoder["kind"] == "multi_formation" and any(
             d % s.decoder["factor"] for d in s.image_shape[1:]):
         raise CondenseError(f"{where} lives in ZCA space, so its multi_formation factor {s.decoder['factor']} "
@@ -448,6 +547,29 @@ def validate(s: SynthSet, where: str = "the synthetic set") -> None:
             raise CondenseError(f"{where} contains NaN or infinite values in '{name}'.")
     if (s.zca_matrix is None) != (s.zca_mean is None):
         raise CondenseError(f"{where} has only half of its ZCA transform (matrix and mean go together).")
+
+
+def check_source(s: SynthSet, fingerprint: str, rows: int, where: str = "the set") -> None:
+    """Refuse, in one sentence, a subset whose ``source_indices`` cannot be rows of the training split at hand:
+    made from data with another fingerprint, or pointing past its ``rows`` rows."""
+    if s.source_indices is None:
+        return
+    if s.dataset_fingerprint and s.dataset_fingerprint != fingerprint:
+        raise CondenseError(f"{where} indexes the training rows of {s.dataset} data with fingerprint "
+                            f"{s.dataset_fingerprint}, not of this data (fingerprint {fingerprint}: other data or "
+                            f"another --max-per-class), so its source_indices would name other images.")
+    if int(s.source_indices.max()) >= rows:
+        raise CondenseError(f"{where} names training row {int(s.source_indices.max())}, but this data has "
+                            f"{rows} training rows.")
+
+
+def source_images(s: SynthSet, train_x: torch.Tensor, fingerprint: str, where: str = "the set") -> torch.Tensor:
+    """The images a subset's ``source_indices`` name, as the training split holds them (e.g. every pixel of the
+    images a DQ set quantised), after :func:`check_source`."""
+    if s.source_indices is None:
+        raise CondenseError(f"{where} is not a subset of a training split: it has no source_indices.")
+    check_source(s, fingerprint, len(train_x), where)
+    return train_x[s.source_indices.to(train_x.device)]
 
 
 def _attr(f: h5py.File, key: str, path: str):
@@ -502,8 +624,15 @@ def load(path: str) -> SynthSet:
             stored_checksum = str(_attr(f, "checksum", path))
             datasets = _datasets(f, version, path)
             kind = meta.get("label_kind") or ("hard" if datasets["labels"].ndim == 1 else "logits")  # v1: layout only
+            declared = meta.pop("image_shape")
+            spec = meta.get("decoder")
+            if isinstance(spec, dict) and spec.get("kind") == "patches":  # strips are stored; validate() checks them
+                if spec.get("image_shape") != declared:
+                    raise CondenseError(f"{path} declares image_shape {declared} but its patches decoder "
+                                        f"{spec.get('image_shape')!r}.")
+                declared = None
             _check_layout({n: (str(d.dtype), d.shape) for n, d in datasets.items()}, kind, meta["num_classes"], path,
-                          meta.pop("image_shape"))
+                          declared)
             for name, d in datasets.items():
                 if d.compression is None and d.id.get_storage_size() < d.size * d.dtype.itemsize:
                     raise CondenseError(f"{path} declares '{name}' of shape {d.shape} ({d.size * d.dtype.itemsize} "

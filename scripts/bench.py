@@ -365,8 +365,48 @@ def bench_pool(device: torch.device, repeats: int) -> dict:
             "rows": rows}
 
 
+def _bins_cell(greedy: str, n: int, threads: int) -> dict:
+    """DQ's 10 bins of one class of ``n`` images in a fresh process (ru_maxrss is this cell's own peak)."""
+    import resource
+
+    from condense.synth.bins import class_bins
+    from condense.synth.grad_embed import GradEmbedding
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    # shaped like a CIFAR-10 class under a width-128 ConvNet: softmax − one-hot bias parts, ReLU features
+    bias = torch.softmax(torch.randn(n, 10, generator=g), 1) - torch.nn.functional.one_hot(
+        torch.zeros(n, dtype=torch.long), 10)
+    emb = GradEmbedding(bias.float(), torch.relu(torch.randn(n, 2048, generator=g)))
+    start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    class_bins(emb, 10, 1.0, greedy, 0.01, torch.Generator().manual_seed(0))
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": f"{greedy}, {n} images", "seconds": seconds, "cifar10_total_s": 10 * seconds,
+            "peak_rss_mb": peak_mb, "rss_above_embeddings_mb": peak_mb - start_mb}
+
+
+def bench_bins(device: torch.device, repeats: int) -> dict:
+    """DQ bin generation (10 bins, GraphCut λ = 1) for one CIFAR-10-sized class, per greedy order, each in a fresh
+    process; CIFAR-10's total is ten classes. ``repeats`` is unused: one class is long enough to time once. The
+    embeddings are random factors of the real shape (bias 10, features 2048); `condense distill --method dq`
+    records the real per-class seconds in its bins file (``seconds_per_class``)."""
+    import concurrent.futures
+    import multiprocessing
+
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    for greedy in ("naive", "stochastic", "lazy"):
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            rows.append(pool.submit(_bins_cell, greedy, 5000, torch.get_num_threads()).result())
+        print(json.dumps(rows[-1]), flush=True)
+    return {"section": "bins", "input": "one class of 5,000 gradient embeddings (10 + 2048 factors), 10 bins; "
+                                        "seconds per class, memory = ru_maxrss of a fresh process", "rows": rows}
+
+
 SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajectory, "evaluator": bench_evaluator,
-            "pool": bench_pool, "evaluator_floor": bench_evaluator_floor}
+            "pool": bench_pool, "evaluator_floor": bench_evaluator_floor, "bins": bench_bins}
 
 
 def print_table(result: dict) -> None:

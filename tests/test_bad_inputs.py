@@ -54,6 +54,14 @@ def teachers_argv(*extra):
             "1", "--device", "cpu", "--quiet", "--out", "@tdir_new", *extra]
 
 
+def mae_argv(*extra):
+    return ["mae", "--dataset", "digits", "--epochs", "1", "--device", "cpu", "--quiet", "--out", "@new", *extra]
+
+
+def dq_argv(*extra):  # no pixel quantisation and a random embedding network: refusals after the embedding stay quick
+    return distill_argv("--method", "dq", "--set", "pixel=false", "--set", "embed_epochs=0", *extra)
+
+
 def experts_argv(*extra):
     return ["experts", "--dataset", "digits", "--experts", "1", "--epochs", "1", "--model-args", '{"width": 8}',
             "--device", "cpu", "--quiet", "--out", "@exdir", *extra]
@@ -230,6 +238,80 @@ CASES = [
     (eval_argv("--protocol", "relabel"), "names none; give --teacher"),
     (eval_argv("--protocol", "soft"), "has hard labels; give --teacher"),
     (eval_argv("--teacher", "@t_bn"), "protocol 'standard+epochs=1' trains on hard labels"),
+    # export: what a format of labelled images cannot hold, and its output
+    (["export", "@krr", "--format", "npz", "--out", "@new_npz"], "regression targets"),
+    (["export", "@v", "--format", "imagefolder", "--pixels", "normalised", "--out", "@new_dir"], "8-bit pixels"),
+    (["export", "@v", "--format", "pt", "--mean", "0.5", "--out", "@new_pt"], "go together"),
+    (["export", "@v", "--format", "pt", "--mean", "0.5,0.5", "--std", "0.2,0.2", "--out", "@new_pt"],
+     "one per channel"),
+    (["export", "@v", "--format", "pt", "--mean", "half", "--std", "0.2", "--out", "@new_pt"], "comma-separated"),
+    (["export", "@v", "--format", "npz", "--out", "@v"], "would overwrite an input"),
+    (["export", "@v", "--format", "imagefolder", "--out", "@user"], "holds files this command did not write"),
+    (["export", "@v", "--format", "pt", "--out", "@dir"], "is a folder"),
+    (["export", "@v", "--format", "tiff", "--out", "@new_pt"], "invalid choice"),
+    (["export", "@not_h5", "--format", "pt", "--out", "@new_pt"], "not a readable HDF5 file"),
+    # import: files that are not what they claim, checked against the data, loaded without unpickling
+    (["import", "@imp_dc", "--dataset", "mnist5k", "--out", "@new"], "but mnist5k has (1, 28, 28)"),
+    (["import", "@imp_dc", "--dataset", "digits", "--pixels", "unit", "--out", "@new"], "--skip-stats-check"),
+    (["import", "@imp_unit", "--dataset", "digits", "--out", "@new"], "give the normalisation it was saved with"),
+    (["import", "@imp_dc", "--dataset", "digits", "--mean", "0.5,0.5,0.5", "--std", "1,1,1", "--out", "@new"],
+     "needs 1 value(s)"),
+    (["import", "@imp_dc", "--dataset", "digits", "--entry", "5", "--out", "@new"], "--entry 5 is not one of them"),
+    (["import", "@imp_range", "--dataset", "digits", "--out", "@new"], "outside the 10 classes"),
+    (["import", "@imp_count", "--dataset", "digits", "--out", "@new"], "labels of shape"),
+    (["import", "@imp_pickle", "--dataset", "digits", "--out", "@new"], "weights_only=True"),
+    (["import", "@imp_nodata", "--dataset", "digits", "--out", "@new"], "list of [images, labels] pairs"),
+    (["import", "@imp_nan", "--dataset", "digits", "--out", "@new"], "NaN or infinite"),
+    (["import", "@imp_objects.npz", "--dataset", "digits", "--out", "@new"], "allow_pickle=False"),
+    (["import", "@imp_nolabels.npz", "--dataset", "digits", "--out", "@new"], "no array 'labels'"),
+    (["import", "@imp_folder", "--dataset", "digits", "--out", "@new"], "neither a class of digits"),
+    (["import", "@imp_mtt", "--dataset", "digits", "--syn-lr", "-1", "--out", "@new"], "learned step size"),
+    (["import", "@imp_mtt", "--dataset", "digits", "--zca", "--pixels", "unit", "--out", "@new"], "--zca"),
+    (["import", "@imp_dc", "--dataset", "digits", "--out", "@imp_dc"], "would overwrite an input"),
+    (["import", "@missing.pt", "--dataset", "digits", "--out", "@new"], "does not exist"),
+    (["import", "@imp_dc", "--dataset", "digits", "--layout", "npz", "--out", "@new"], "has no array 'images'"),
+    (["import", "@imp_dc", "--dataset", "nosuchdata", "--out", "@new"], "Unknown dataset 'nosuchdata'"),
+    # zoo and report: catalogs
+    (["zoo", "nosuchset"], "has no entry 'nosuchset'"),
+    (["zoo", "--catalog", "@r_good"], "is not a zoo catalog"),
+    (["zoo", "--catalog", "@missing.json"], "does not exist"),
+    (["zoo", "--catalog", "@bad_catalog"], "field 'ipc'"),
+    (["report", "@bad_catalog", "--out", "@rep"], "field 'ipc'"),
+    (["report", "@empty_teachers", "--out", "@rep"], "lists no teachers"),
+    # portable data references: a folder of another machine, other data under the same name
+    (eval_argv(target="@far_set"), "not on this machine"),
+    (eval_argv(target="@alien_set"), "is not the data the set was made from"),
+    (audit_argv()[:1] + ["@alien_set"] + audit_argv()[2:], "is not the data the set was made from"),
+    # graphcut and dq: options, the masked autoencoder, bins of other data; `condense mae`
+    (distill_argv("--method", "dq"), "fills the dropped patches with a masked autoencoder"),
+    (distill_argv("--method", "dq", "--set", "mae=@v"), "not a condense network file"),
+    (distill_argv("--method", "dq", "--set", "mae=@t_bn"), "not a masked autoencoder"),
+    (distill_argv("--method", "dq", "--set", "mae=@missing.h5"), "does not exist"),
+    (distill_argv("--method", "dq", "--set", "mae=@mae_rgb"), "takes 3×8×8 images but digits has 1×8×8"),
+    (distill_argv("--method", "dq", "--set", "mask_ratio=1"), "option 'mask_ratio' must be a finite number in [0, 1)"),
+    (distill_argv("--method", "dq", "--set", "ratio=1.5"), "option 'ratio'"),
+    (distill_argv("--method", "dq", "--set", "num_bins=0"), "option 'num_bins'"),
+    (distill_argv("--method", "dq", "--set", "pixel=1"), "option 'pixel' must be true or false"),
+    (distill_argv("--method", "dq", "--set", 'saliency="cam"'), "Unknown saliency 'cam'"),
+    (distill_argv("--method", "dq", "--set", 'fill="blur"'), "Unknown fill 'blur'"),
+    (dq_argv("--set", 'greedy="fast"'), "Unknown greedy 'fast'"),
+    (dq_argv("--set", "bins_file=@bins_other"), "not of this run's data"),
+    (dq_argv("--set", "bins_file=@v"), "not a condense DQ bins file"),
+    (dq_argv("--set", "bins_file=@missing.h5"), "does not exist"),
+    (distill_argv("--method", "dq", "--model", "MLP", "--set", "embed_epochs=0", "--set", "fill=zero"),
+     "no spatial feature map"),
+    (distill_argv("--method", "graphcut", "--set", 'gradient="mse"'), "Unknown gradient 'mse'"),
+    (distill_argv("--method", "graphcut", "--set", "lam=-1"), "option 'lam'"),
+    (distill_argv("--method", "graphcut", "--set", "epsilon=0"), "option 'epsilon'"),
+    (distill_argv("--method", "graphcut", "--teacher", "@t_other"), "was not trained on this run's data"),
+    (mae_argv("--epochs", "0"), "option 'epochs' must be an integer ≥ 1"),
+    (mae_argv("--set", "bogus=1"), "has no option 'bogus'"),
+    (mae_argv("--set", "mask_ratio=0"), "option 'mask_ratio'"),
+    (mae_argv("--set", "heads=3"), "heads 3 must divide dim 64"),
+    (mae_argv("--set", "patch=3"), "patch 3 must divide the image sides 8×8"),
+    (mae_argv("--resume"), "Nothing to resume"),
+    (mae_argv("--out", "@dir"), "is a folder"),
+    (mae_argv("--dataset", "digits@classes=11"), "has no class '11'"),
 ]
 
 
@@ -373,7 +455,59 @@ def world(tmp_path_factory, shared_tmp):
     for path in (p["locked_set"], checkpoint_path(p["locked"])):
         os.chmod(path, 0)
     os.chmod(p["ro"], 0o555)
+    _import_inputs(p, d)
+    _dq_inputs(p, d)
     return {"paths": p, "roots": [d, shared_tmp]}
+
+
+def _dq_inputs(p, d):
+    """A masked autoencoder for other images, and DQ bins of other data."""
+    from condense.synth.bins import Bins, save_bins
+
+    p["mae_rgb"] = save_network(os.path.join(d, "mae_rgb.h5"), create_model("MAE", 3, 1, (8, 8), dim=8, heads=2,
+                                                                             decoder_dim=8), architecture="MAE",
+                                model_args={"dim": 8, "heads": 2, "decoder_dim": 8}, channels=3, num_classes=1,
+                                image_size=(8, 8), role="autoencoder", dataset="digits")
+    rows = len(load_dataset("digits").train_y)
+    p["bins_other"] = save_bins(os.path.join(d, "bins_other.h5"), Bins(
+        torch.zeros(rows, dtype=torch.long), torch.arange(rows), {"dataset_fingerprint": "deadbeefdeadbeef"}))
+
+
+def _import_inputs(p, d):
+    """Files `condense import` must refuse (official layouts gone wrong), catalogs, and sets whose data is elsewhere."""
+    data = load_dataset("digits")
+    x, y = data.train_x[:20].clone(), data.train_y[:20].clone()
+    for name in ("new_npz", "new_pt"):
+        p[name] = os.path.join(d, f"{name}.{name[4:]}")
+    p["new_dir"] = os.path.join(d, "new_dir")
+    blobs = {"imp_dc": {"data": [[x, y]], "accs_all_exps": {"ConvNet": [np.float64(0.5)]}},
+             "imp_unit": {"data": [[data.denormalize(x), y]]}, "imp_range": {"data": [[x, y + 10]]},
+             "imp_count": {"data": [[x, y[:7]]]}, "imp_nodata": {"images": x},
+             "imp_nan": {"data": [[x.masked_fill(x > 1, float("nan")), y]]},
+             "imp_pickle": {"data": [[x, y]], "hook": os.getcwd}}  # a pickled callable: never loaded
+    for name, blob in blobs.items():
+        p[name] = os.path.join(d, f"{name}.pt")
+        torch.save(blob, p[name])
+    p["imp_objects.npz"] = os.path.join(d, "imp_objects.npz")
+    np.savez(p["imp_objects.npz"], images=np.array([{"a": 1}], dtype=object), labels=np.arange(1))
+    p["imp_nolabels.npz"] = os.path.join(d, "imp_nolabels.npz")
+    np.savez(p["imp_nolabels.npz"], images=x.numpy())
+    p["imp_folder"] = _png_tree(os.path.join(d, "imp_folder"))  # classes 'a' and 'b' are not digits' classes
+    shutil.rmtree(os.path.join(p["imp_folder"], "test"))
+    p["imp_folder"] = os.path.join(p["imp_folder"], "train")
+    p["imp_mtt"] = os.path.join(d, "imp_mtt")
+    os.makedirs(p["imp_mtt"])
+    torch.save(x, os.path.join(p["imp_mtt"], "images_best.pt"))
+    torch.save(y, os.path.join(p["imp_mtt"], "labels_best.pt"))
+    catalog = {"a": {"method": "dm", "dataset": "digits", "ipc": "ten", "bytes": 1, "command": "x", "budget": {}}}
+    for name, blob in {"bad_catalog": catalog, "empty_teachers": {"teachers": []}}.items():
+        p[name] = os.path.join(d, f"{name}.json")
+        json.dump(blob, open(p[name], "w"))
+    far, alien = SynthSet.load(p["v"]), SynthSet.load(p["v"])
+    far.dataset = "imagefolder:/nonexistent/machine/cifar10-jpeg"
+    alien.dataset_fingerprint = "deadbeefdeadbeef"
+    p["far_set"] = far.save(os.path.join(d, "far_set.h5"))
+    p["alien_set"] = alien.save(os.path.join(d, "alien_set.h5"))
 
 
 def good_result():
@@ -437,7 +571,8 @@ def test_bad_input_is_one_sentence_and_changes_nothing(case, world, capsys, monk
 
 def test_the_corpus_covers_every_command_and_is_large():
     commands = {c[0][0] for c in CASES}
-    assert {"datasets", "distill", "eval", "report", "audit", "show", "experts", "ssl", "teachers"} <= commands
+    assert {"datasets", "distill", "eval", "report", "audit", "show", "experts", "ssl", "teachers", "export", "import",
+            "zoo"} <= commands
     assert len(CASES) >= 50
 
 

@@ -26,6 +26,10 @@ EXPECTED = {
     "transfer_labels": lambda s, i: (s * 1_000_003 + i * 122_949_823 + 89) % M62,
     "transfer_random": lambda s, i: (s * 1_000_003 + i * 141_650_963 + 97) % M62,
     "teacher": lambda s, i: (s * 1_000_003 + i * 86_028_121 + 71) % M62,
+    "mae": lambda s, i: (s * 1_000_003 + i * 179_424_673 + 101) % M62,
+    "embedding_net": lambda s, i: (s * 1_000_003 + i * 217_645_177 + 103) % M62,
+    "bin_greedy": lambda s, i: (s * 1_000_003 + i * 236_887_691 + 107) % M62,
+    "bin_sample": lambda s, i: (s * 1_000_003 + i * 256_203_161 + 109) % M62,
 }
 
 

@@ -87,8 +87,8 @@ def test_storage_match_counts_images_compensators_and_labels_as_trained(sets):
     assert soft["set_bytes"] == stored + 120 * k * 4  # 120 decoded images, one soft label each
     assert soft["ipc"] == soft["set_bytes"] // (k * (image + k * 4)) == 5  # 17,088 bytes: 5 per class, not 6
     assert soft["random_bytes"] == 5 * k * (image + k * 4) <= soft["set_bytes"]
-    hard = storage_match(s, soft=False)  # e.g. relabelled every batch: the stored labels count as stored
-    assert hard["set_bytes"] == stored + s.storage_bytes()["labels"] and hard["ipc"] == 6
+    hard = storage_match(s, soft=False)  # relabelled every batch: the stored logits go unused, argmax labels count
+    assert hard["set_bytes"] == stored + 120 * 8 and hard["ipc"] == hard["set_bytes"] // (k * (image + 8))
     rnd = SynthSet.load(sets["random"])
     assert storage_match(rnd, soft=False)["ipc"] == 2 == storage_match(rnd, soft=True)["ipc"]
 

@@ -116,10 +116,12 @@ def test_failed_save_keeps_the_earlier_file(tmp_path, tiny_set, monkeypatch):
 def test_grid_png(tmp_path, tiny_set):
     from PIL import Image
 
-    path = save_grid(tiny_set, str(tmp_path / "g.png"), max_per_class=2)
+    from condense.grids import HEADER, PAD
+
+    path = save_grid(tiny_set, str(tmp_path / "g.png"), max_per_class=2, min_cell=32)
     img = Image.open(path)
-    # 3 rows (classes) × 2 columns of 32-px cells (8 px upscaled ×4) with 2-px padding.
-    assert img.size == (2 * 34 + 2, 3 * 34 + 2)
+    # a title line, then 3 rows (classes) of 32-px cells (8 px upscaled ×4) with 2-px padding, class names left
+    assert img.size[1] == HEADER + 3 * 34 + PAD and img.size[0] > 2 * 34 + PAD
 
 
 # ---- format version 2: extension points ---------------------------------------------------------
@@ -229,7 +231,8 @@ def test_multi_formation_matches_a_hand_computed_decode():
     assert torch.equal(labels, torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]))
     soft = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
     assert torch.equal(decode_images(x, soft, MF2, (0.5,), (0.25,))[1], soft.repeat(4, 1))
-    assert set(DECODERS) == {"identity", "multi_formation", "compensators"}  # compensators: tests/test_decoupled.py
+    assert set(DECODERS) == {"identity", "multi_formation", "compensators", "patches"}  # compensators:
+    # tests/test_decoupled.py; patches: tests/test_dq_store.py
 
 
 def test_multi_formation_pads_with_pixel_one_half_per_channel():
@@ -264,13 +267,14 @@ def test_decode_is_differentiable_and_identity_returns_the_stored_tensors(tiny_s
 
 def test_storage_bytes_counts_every_item_and_keeps_zca_apart(tmp_path, tiny_set):
     assert tiny_set.storage_bytes() == {"images": 6 * 64 * 4, "labels": 6 * 8, "lr": 0, "decoder": 0,
-                                        "source_indices": 0, "preprocessing": 0, "total": 1536 + 48}
+                                        "decoder_network": 0, "source_indices": 0, "preprocessing": 0,
+                                        "total": 1536 + 48}
     setattrs(tiny_set, lr=torch.tensor(0.01, dtype=torch.float64),  # stored as float32
              source_indices=torch.arange(6), zca_matrix=torch.eye(64), zca_mean=torch.zeros(64),
              decoder_arrays={"w": torch.zeros(2, 3), "codes": torch.zeros(5, dtype=torch.uint8)})
     sizes = tiny_set.storage_bytes()
-    assert sizes == {"images": 1536, "labels": 48, "lr": 4, "decoder": 24 + 5, "source_indices": 48,
-                     "preprocessing": 64 * 64 * 4 + 64 * 4, "total": 1536 + 48 + 4 + 29 + 48}
+    assert sizes == {"images": 1536, "labels": 48, "lr": 4, "decoder": 24 + 5, "decoder_network": 0,
+                     "source_indices": 48, "preprocessing": 64 * 64 * 4 + 64 * 4, "total": 1536 + 48 + 4 + 29 + 48}
     on_disk = {}
     with h5py.File(tiny_set.save(str(tmp_path / "s.h5")), "r") as f:
         f.visititems(lambda n, o: on_disk.update({n: o.id.get_storage_size()}) if isinstance(o, h5py.Dataset) else None)

@@ -272,6 +272,10 @@ def run(ctx: AuditContext, cfg: MIAConfig) -> CheckResult:
     if synth.zca_matrix is not None:
         raise CondenseError("The mia check does not support ZCA-whitened sets yet; audit a set distilled "
                             "without --zca.")
+    if synth.method.startswith("imported:") and "set" in cfg.pipeline_list():
+        raise CondenseError(f"The mia check re-runs the method that made a set on every shadow's data, which condense "
+                            f"cannot do for an imported set ({synth.method}); audit it with --checks memorization or "
+                            f"reconstruction, or the baselines alone with --set pipelines=random,full.")
     rng = np.random.default_rng(ctx.seed_for(17))
     canary_idx = choose_canaries(len(data.train_y), cfg.canaries, rng)
     member = membership(cfg.design, cfg.shadows, len(canary_idx), rng)

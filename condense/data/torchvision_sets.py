@@ -1,6 +1,7 @@
 """torchvision's on-disk formats, read with download=False; a missing root names the files expected."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,13 +51,16 @@ def load_torchvision(name: str, root) -> ImageDataset:
 
     spec = SPECS[name]
     if not root:
-        raise CondenseError(f"Dataset {name} is read from disk: pass --data-root DIR with {spec.expected.replace('ROOT', 'DIR')}.")
+        raise CondenseError(f"Dataset {name} is read from disk: pass --data-root DIR (or set CONDENSE_DATA=DIR) with "
+                            f"{spec.expected.replace('ROOT', 'DIR')}, or with an image tree DIR/{name}/train and "
+                            f"DIR/{name}/test.")
     cls = getattr(tvd, spec.cls_name)
     try:
         train = cls(root, download=False, **spec.split_kw(True))
         test = cls(root, download=False, **spec.split_kw(False))
     except (RuntimeError, FileNotFoundError, OSError):
-        raise CondenseError(f"Dataset {name} expects {spec.expected.replace('ROOT', root)}; not found or "
-                            "incomplete (condense never downloads).") from None
+        raise CondenseError(f"Dataset {name} expects {spec.expected.replace('ROOT', root)}, or an image tree "
+                            f"{os.path.join(root, name)}/train and /test; not found or incomplete (condense never "
+                            "downloads).") from None
     classes = list(getattr(train, "classes", [])) or [str(c) for c in range(10)]
     return from_uint8(name, _arrays(train), _arrays(test), classes, spec.mean, spec.std, spec.hflip_safe)

@@ -22,7 +22,7 @@ from .evaluator import evaluate, resolve_models, resolve_protocol
 from .metrics import ranking
 from .references import full_accuracy
 from .protocol import Protocol, derive
-from .real_data import real_data_for
+from .real_data import dataset_of, real_data_for
 from .results import EvalReport, GridReport, ModelResult
 from .soft_labels import resolve_teachers
 
@@ -58,17 +58,21 @@ def merge_jobs(parts: Sequence[EvalReport], models: Sequence[str]) -> EvalReport
     return EvalReport(**{**first.__dict__, "results": results, "jobs": jobs})
 
 
-def storage_match(like: SynthSet, soft: bool) -> dict[str, int]:
+def storage_match(like: SynthSet, soft: bool, cap: Optional[int] = None) -> dict[str, int]:
     """The class-balanced random real subset that stores no more bytes than ``like`` as it is trained: its images,
     decoder arrays (compensators) and labels (``soft``: K float32 per training image, stored or a teacher's
-    static logits; else its stored labels) against real images with the same kind of label each (K float32, or
-    one int64). Returns the subset's images per class ("ipc") and both byte counts."""
+    static logits; else one int64 per training image, stored logits being unused) against real images with the same kind of label each (K float32, or
+    one int64); a decoder's network (DQ's masked autoencoder) counts too. ``cap``: the smallest class, which a
+    subset cannot exceed. Returns the subset's images per class ("ipc") and both byte counts."""
     sizes, k = like.storage_bytes(), like.num_classes
     image = 4 * math.prod(like.image_shape)
     label = 4 * k if soft else 8
-    labels = sizes["labels"] if like.soft_labels or not soft else like.decode()[1].shape[0] * label
-    budget = sizes["images"] + sizes["decoder"] + labels
-    ipc = max(1, budget // (k * (image + label)))
+    if like.soft_labels == soft:  # the labels it trains on are the ones it stores
+        labels = sizes["labels"]
+    else:  # soft: a teacher's static logits; relabel/hard: stored logits unused, argmax labels instead
+        labels = like.decode()[1].shape[0] * label
+    budget = sizes["images"] + sizes["decoder"] + sizes["decoder_network"] + labels  # DQ's MAE weights count too
+    ipc = max(1, min(budget // (k * (image + label)), cap or budget))
     return {"ipc": int(ipc), "set_bytes": int(budget), "random_bytes": int(ipc * k * (image + label))}
 
 
@@ -78,8 +82,9 @@ def random_like(like: SynthSet, dataset: Optional[str], data_root: Optional[str]
     the validation split, it leaves out the images ``like`` was distilled without."""
     run = like.config.get("run", {})
     held = like.config.get("validation") if split == "validation" else None
-    return distill("random", dataset or like.dataset, ipc or like.ipc, device=device, seed=seed,
-                   data_root=data_root if data_root is not None else run.get("data_root"),
+    name, root = (dataset, data_root if data_root is not None else run.get("data_root")) if dataset \
+        else dataset_of(like, data_root)  # the set's own data, found on this machine
+    return distill("random", name, ipc or like.ipc, device=device, seed=seed, data_root=root,
                    max_per_class=run.get("max_per_class") if held else None,
                    validation=ValidationSpec(held["fraction"], held["seed"]) if held else None)
 
@@ -187,7 +192,8 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
         reports = []
         for path, synth in sets:
             if log:
-                log(f"Evaluating {path} ({', '.join(names)}; {runs} seeds; protocol {proto.name})")
+                log(f"Evaluating {path} ({', '.join(names)}; {'one seed' if runs == 1 else f'{runs} seeds'}; "
+                    f"protocol {proto.name})")
             report = evaluate_sharded(synth, models=models, names=names, runs=runs, protocol=proto, seed=seed,
                                       set_name=path, log=log, teacher=labellers[path], **kwargs)
             hard_runs = None
@@ -204,7 +210,9 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
                     log(f"IOR skipped for {path}: no teacher to give a random subset the same soft labels "
                         f"(give --teacher).")
             elif ior:
-                match = storage_match(synth, proto.labels == "soft")
+                smallest = min(real_data_for(synth, kwargs.get("dataset"), kwargs.get("data_root"), "cpu",
+                                             split=kwargs.get("split", "test")).class_counts())
+                match = storage_match(synth, proto.labels == "soft", cap=smallest)
                 report.storage = {**match, "stored_total": synth.storage_bytes()["total"]}
                 if log:
                     log(f"IOR: {runs} fresh random subsets of {match['ipc']} images per class "

@@ -1,18 +1,61 @@
-"""The real dataset that goes with a set: for scoring it (evaluation, references) or for auditing it."""
+"""The real dataset that goes with a set: for scoring it (evaluation, references) or for auditing it.
+
+A set names its data (``dataset``) and records its fingerprint; the data is found by name in this machine's data
+root (``--data-root``, else the root the set was made with when it exists here, else ``$CONDENSE_DATA``; see
+``condense.data.refs``), and its fingerprint must match before a set is scored on it as its own data.
+"""
 from __future__ import annotations
 
+import os
 from typing import Optional, Union
 
 import torch
 
 from dataclasses import replace
 
-from ..data import ImageDataset, ValidationSpec, load_dataset, zca_dataset
+from ..data import (LEGACY_FINGERPRINTS, ImageDataset, ValidationSpec, data_root as env_root, distilled_fingerprint,
+                    load_dataset, resolve_reference, zca_dataset)
 from ..errors import CondenseError
 from ..store import SynthSet
 
 
 SPLITS = ("test", "validation")
+
+
+def dataset_of(synth: SynthSet, data_root: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """The name to load for the set's own data and the data root to load it from: ``data_root`` when given, else
+    the root recorded when the set was made if it exists here, else ``$CONDENSE_DATA`` (None: the loader's
+    default). An image-folder path that is not on this machine is found by its folder's name in those roots."""
+    recorded = synth.config.get("run", {}).get("data_root") if isinstance(synth.config.get("run"), dict) else None
+    if data_root is None and isinstance(recorded, str) and os.path.isdir(os.path.expanduser(recorded)):
+        data_root = recorded
+    return resolve_reference(synth.dataset, [data_root, env_root()]), data_root
+
+
+def expected_fingerprint(synth: SynthSet) -> str:
+    """The fingerprint of the set's data: the recorded one, or for the first zoo sets (format 1, which recorded
+    none) the one their data folder is known to have; "" when unknown."""
+    if synth.dataset_fingerprint:
+        return synth.dataset_fingerprint
+    path = synth.dataset.split("@")[0].partition("imagefolder:")[2].rstrip("/")
+    return LEGACY_FINGERPRINTS.get(os.path.basename(path), "") if path else ""
+
+
+def check_fingerprint(synth: SynthSet, data: ImageDataset, held: bool, own: bool) -> None:
+    """Refuse, in one sentence, to treat ``data`` as the set's own data when its fingerprint (as the set's
+    distillation saw it: capped, validation carved out) differs from the recorded one. ``held``: ``data``
+    already has the validation split carved out."""
+    expected = expected_fingerprint(synth)
+    if not expected:
+        return
+    run = synth.config.get("run", {}) if isinstance(synth.config.get("run"), dict) else {}
+    got = data.fingerprint() if held else distilled_fingerprint(data, run.get("max_per_class"),
+                                                                 synth.config.get("validation"))
+    if got != expected:
+        other = "" if own else ", or name other data on purpose with --dataset"
+        raise CondenseError(f"The data found for '{synth.dataset}' ({data.name}, fingerprint {got}) is not the data "
+                            f"the set was made from (fingerprint {expected}); point --data-root (or "
+                            f"$CONDENSE_DATA) at that data{other}.")
 
 
 def real_data_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = None, data_root: Optional[str] = None,
@@ -34,9 +77,10 @@ def real_data_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = Non
         if not held:
             raise CondenseError("The set was distilled from the whole training split, so scoring it on a validation "
                                 "split would score it on images it has seen; distil it with a validation split.")
-        data = load_dataset(synth.dataset, root=data_root if data_root is not None else run.get("data_root"),
-                            max_per_class=run.get("max_per_class"), device=device,
+        name, root = dataset_of(synth, data_root)
+        data = load_dataset(name, root=root, max_per_class=run.get("max_per_class"), device=device,
                             validation=ValidationSpec(held["fraction"], held["seed"]))
+        check_fingerprint(synth, data, held=True, own=own)
         if data.validation != held:
             raise CondenseError(f"The validation split of {data.name} no longer matches the one the set was "
                                 "distilled without (the data changed).")
@@ -47,8 +91,12 @@ def real_data_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = Non
         if own and dataset and dataset != synth.dataset:
             raise CondenseError(f"The set was distilled from '{synth.dataset}', not '{dataset}'; an audit compares a "
                                 "set with its own training data.")
-        data = load_dataset(dataset or synth.dataset, root=data_root if data_root is not None else run.get("data_root"),
-                            max_per_class=run.get("max_per_class") if own else None, device=device)
+        mine = not dataset or dataset == synth.dataset
+        name, root = dataset_of(synth, data_root) if mine else (dataset, data_root if data_root is not None
+                                                                 else run.get("data_root"))
+        data = load_dataset(name, root=root, max_per_class=run.get("max_per_class") if own else None, device=device)
+        if mine:
+            check_fingerprint(synth, data, held=False, own=own)
     if data.num_classes != synth.num_classes:
         raise CondenseError(f"The set has {synth.num_classes} classes but dataset {data.name} has {data.num_classes}.")
     if tuple(data.image_shape) != tuple(synth.image_shape):

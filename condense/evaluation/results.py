@@ -7,13 +7,13 @@ stored apart from them: the headline is the mean ± std (population std) of the 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ..errors import CondenseError
+from ..io import read_json
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -161,12 +161,6 @@ def load_reports(paths: Sequence[str]) -> list[EvalReport]:
     """Every per-set report in the result files, reference rows included."""
     reports = []
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                blob = json.load(f)
-        except FileNotFoundError:
-            raise CondenseError(f"Results file {path} does not exist.") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise CondenseError(f"Results file {path} is not readable JSON.") from None
+        blob = read_json(path, "Results file")
         reports += GridReport.from_json(blob, where=f"Results file {path}").rows
     return reports

@@ -1,10 +1,10 @@
-"""Model registry: ConvNet family, MLP, LeNet, AlexNet, VGG11, ResNet18 (+ BN / AP variants), BarlowTwins.
+"""Model registry: ConvNet family, MLP, LeNet, AlexNet, VGG11, ResNet18 (+ BN / AP variants), BarlowTwins, MAE.
 
 ``create_model(name, channels, num_classes, image_size, **overrides)`` builds any registered
 model. Every model has ``forward(x) -> logits``, ``embed(x) -> (B, feature_dim)`` penultimate
 features and ``feature_dim``; ConvNet also has ``forward_with_activations``.
 """
-from . import alexnet, convnet, lenet, mlp, resnet, ssl, vgg  # noqa: F401  (importing registers the models)
+from . import alexnet, convnet, lenet, mae, mlp, resnet, ssl, vgg  # noqa: F401  (importing registers the models)
 from .alexnet import AlexNet
 from .convnet import ConvNet
 from .lenet import LeNet

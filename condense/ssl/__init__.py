@@ -1,7 +1,8 @@
 """Self-supervised encoders as artifacts: `condense ssl` trains Barlow Twins on the unlabeled training split
 (resumable) and saves a network file with role ``ssl``, the target model of KRR-ST."""
+from ..checkpoint import check_start, checkpoint_path
 from .barlow import RANGES, SSLConfig, barlow_twins_loss
-from .training import check_start, checkpoint_path, train_ssl
+from .training import train_ssl
 from .views import ViewConfig, two_views
 
 __all__ = ["RANGES", "SSLConfig", "ViewConfig", "barlow_twins_loss", "check_start", "checkpoint_path", "train_ssl",

@@ -13,6 +13,7 @@ from ..store import SynthSet
 from . import coresets, datadam, dm, gradient_matching, mtt, random_subset  # noqa: F401  (register the methods)
 from . import infer, rded, sre2l  # noqa: F401  (the decoupled family)
 from . import kip, krr_st  # noqa: F401  (the kernel family)
+from . import dq, graphcut  # noqa: F401  (gradient-embedding selection: graphcut, dataset quantization)
 from .base import (MethodConfig, RunConfig, RunContext, Synthesizer, build_config, check_capabilities, drop_retired,
                    get_method, list_methods, register_method)
 from .driver import DriverOptions, check_start, checkpoint_path, run

@@ -18,7 +18,7 @@ import torch
 
 from ..data import ImageDataset, RealSampler
 from ..errors import CondenseError
-from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, Range, check_fields
+from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range, check_fields
 from ..models import create_model
 from ..store import SynthSet
 from .defence import MinDistanceConfig
@@ -178,6 +178,10 @@ RANGES = {
     **dict.fromkeys(("lr_final", "ridge", "noise_std"), POSITIVE),
     **dict.fromkeys(("images", "weight_decay", "target_batch", "w_std", "b_std"), NON_NEGATIVE),
     **dict.fromkeys(("pool_age", "depth"), AT_LEAST_1),
+    # gradient-embedding selection (graphcut, dq)
+    **dict.fromkeys(("embed_batch", "num_bins"), AT_LEAST_1), **dict.fromkeys(("embed_epochs", "patch"), NON_NEGATIVE),
+    "embed_lr": POSITIVE, "lam": NON_NEGATIVE, "epsilon": Range(0, 1, open_low=True, open_high=True),
+    "ratio": UNIT, "mask_ratio": FRACTION,
 }
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import dist
-from ..checkpoint import read_checkpoint as read_checked, write_checkpoint
+from ..checkpoint import checkpoint_path, read_checkpoint as read_checked, write_checkpoint
 from ..errors import CondenseError
+from ..progress import loss_progress
 from ..seeding import seed_for
 from ..store import SynthSet
 from .base import OnStep, Synthesizer
@@ -36,10 +36,6 @@ class DriverOptions:
     restart: bool = False            # discard an existing checkpoint and start from iteration 0
     quiet: bool = False
     on_step: Optional[OnStep] = None  # called after every iteration (logging, quick evals)
-
-
-def checkpoint_path(out: str) -> str:
-    return out + ".ckpt.pt"
 
 
 def _config_key(method: Synthesizer) -> str:
@@ -132,11 +128,6 @@ def _finite(stats: dict[str, float], synth: SynthSet) -> bool:
     return all(bool(torch.isfinite(t.detach()).all()) for t in tensors)
 
 
-def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), disable=quiet, transient=False)
-
 
 def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSet:
     """Initialise, iterate with checkpoints and guards, and save the final set (atomically)."""
@@ -156,7 +147,7 @@ def run(method: Synthesizer, iterations: int, options: DriverOptions) -> SynthSe
         if ckpt and options.checkpoint_every > 0 and start == 0:
             save_checkpoint(ckpt, method, 0)
         last_good = start
-        with _progress(options.quiet or not dist.is_main()) as bar:
+        with loss_progress(options.quiet or not dist.is_main()) as bar:
             task = bar.add_task(method.name, total=iterations, completed=start, loss="-")
             for it in range(start, iterations):
                 torch.manual_seed(seed_for("iteration", synth.seed, it))

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import read_checkpoint, write_checkpoint
+from ..checkpoint import read_checkpoint, write_training_state
 from ..errors import CondenseError
 
 FORMAT = 1
@@ -26,9 +26,7 @@ def checkpoint_path(network_path: str) -> str:
 
 def save(path: str, key: str, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
          seconds: float) -> None:
-    write_checkpoint(path, {"format": FORMAT, "key": key, "epoch": epoch,
-                            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                            "optimizer": optimizer.state_dict(), "seconds": float(seconds)})
+    write_training_state(path, FORMAT, key, epoch, model, optimizer, seconds=float(seconds))
 
 
 def load(path: str, key: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..augment import dsa_for
 from ..data import ImageDataset, load_dataset
@@ -24,6 +23,7 @@ from ..errors import CondenseError
 from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, check_fields, check_value
 from ..io import check_output
 from ..models import create_model, read_network_info, save_network
+from ..progress import loss_progress
 from ..seeding import generator, seed_for
 from ..train import Labels, TrainRecipe, fit, test_accuracy
 from . import checkpoint
@@ -59,11 +59,6 @@ def _key(data: ImageDataset, model: str, model_args: dict, seed: int, recipe: Te
     return json.dumps({"data": data.fingerprint(), "model": model, "model_args": model_args, "seed": seed,
                        "recipe": dataclasses.asdict(recipe)}, sort_keys=True)
 
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), disable=quiet)
 
 
 def train_one(data: ImageDataset, model: str, model_args: dict, seed: int, recipe: TeacherRecipe, path: str,
@@ -139,7 +134,7 @@ def train_teachers(dataset: str, models: Sequence[str], out: str, *, seeds: int 
             create_model(model, c, data.num_classes, (h, w), **(model_args or {}))
     extra = {"max_per_class": max_per_class}
     paths = []
-    with _progress(quiet) as bar:
+    with loss_progress(quiet) as bar:
         for model in models:
             for seed in range(seeds):
                 path = teacher_file(out, dataset, model, seed)

@@ -1,0 +1,144 @@
+"""Portable dataset references: a set names its data and records its fingerprint; a data root (--data-root or
+$CONDENSE_DATA) holding DIR/NAME/{train,test} resolves it on any machine, old `imagefolder:/path` sets included,
+and data with another fingerprint under the same name is refused. Digits written as a PNG tree stand in for
+CIFAR-10 (the tests need no download)."""
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from condense.cli import main
+from condense.data import load_dataset
+from condense.data import refs
+from condense.errors import CondenseError
+from condense.evaluation import real_data_for
+from condense.store import SynthSet
+
+EVAL = ["--epochs", "1", "--runs", "1", "--no-ior", "--device", "cpu", "--quiet", "--model-args", '{"width": 8}']
+
+
+def png_tree(root: str, flip: bool = False) -> str:
+    """sklearn's digits (condense's split) as ROOT/{train,test}/<class>/<i>.png; ``flip`` mirrors every image
+    (other data under the same name)."""
+    from PIL import Image
+
+    ds = load_dataset("digits")
+    for split, x, y in (("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)):
+        pixels = (ds.denormalize(x)[:, 0] * 255).round().byte().numpy()
+        for i, (img, c) in enumerate(zip(pixels, y.tolist())):
+            folder = os.path.join(root, split, str(c))
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray(img[:, ::-1].copy() if flip else img, "L").save(os.path.join(folder, f"{i:04d}.png"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("roots")
+    a, b, other = str(base / "machine_a"), str(base / "machine_b"), str(base / "other")
+    png_tree(os.path.join(a, "digitspng"))
+    shutil.copytree(os.path.join(a, "digitspng"), os.path.join(b, "digitspng"))  # the same data elsewhere
+    png_tree(os.path.join(other, "digitspng"), flip=True)
+    return {"a": a, "b": b, "other": other, "base": str(base)}
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CONDENSE_DATA", raising=False)
+
+
+def distil(capsys, out, *extra):
+    code = main(["distill", "--method", "random", "--ipc", "1", "--device", "cpu", "--quiet", "--out", str(out),
+                 *extra])
+    assert code == 0, capsys.readouterr().err
+    return SynthSet.load(str(out))
+
+
+def evaluate(capsys, path, *extra):
+    code = main(["eval", str(path), *EVAL, *extra])
+    return code, capsys.readouterr()
+
+
+def test_a_set_records_a_name_and_a_fingerprint_not_a_path(roots, tmp_path, capsys):
+    s = distil(capsys, tmp_path / "s.h5", "--dataset", "digitspng", "--data-root", roots["a"])
+    assert s.dataset == "digitspng" and len(s.dataset_fingerprint) == 16
+    assert s.dataset_fingerprint == load_dataset("digitspng", root=roots["a"]).fingerprint()
+    # another machine: the data in its own root, named by --data-root or $CONDENSE_DATA
+    shutil.copy(tmp_path / "s.h5", tmp_path / "moved.h5")
+    with h5py.File(tmp_path / "moved.h5", "r+") as f:  # the recorded root no longer exists there
+        config = json.loads(f.attrs["config"])
+        config["run"]["data_root"] = "/nonexistent/machine_a"
+        f.attrs["config"] = json.dumps(config)
+    code, out = evaluate(capsys, tmp_path / "moved.h5", "--data-root", roots["b"])
+    assert code == 0, out.err
+    os.environ["CONDENSE_DATA"] = roots["b"]
+    try:
+        code, out = evaluate(capsys, tmp_path / "moved.h5")
+        assert code == 0, out.err
+    finally:
+        del os.environ["CONDENSE_DATA"]
+    code, out = evaluate(capsys, tmp_path / "moved.h5")  # no root at all: one sentence naming what to do
+    assert code == 2 and "--data-root" in out.err and len(out.err.strip().splitlines()) == 1
+
+
+def test_other_data_under_the_same_name_is_refused(roots, tmp_path, capsys):
+    distil(capsys, tmp_path / "s.h5", "--dataset", "digitspng", "--data-root", roots["a"])
+    code, out = evaluate(capsys, tmp_path / "s.h5", "--data-root", roots["other"])
+    assert code == 2 and "is not the data the set was made from" in out.err
+    code = main(["audit", str(tmp_path / "s.h5"), "--data-root", roots["other"], "--quiet", "--report",
+                 str(tmp_path / "aud")])
+    assert code == 2 and "is not the data the set was made from" in capsys.readouterr().err
+    # scoring on other data on purpose is still possible
+    code, out = evaluate(capsys, tmp_path / "s.h5", "--dataset", f"imagefolder:{roots['other']}/digitspng")
+    assert code == 0, out.err
+
+
+def test_old_imagefolder_paths_resolve_by_folder_name(roots, tmp_path, capsys, monkeypatch):
+    """A set that recorded `imagefolder:/tmp/...` of the machine that made it (as the first zoo sets did) finds the
+    folder of that name, or of its documented new name, in the data root; a known fingerprint is checked."""
+    made = distil(capsys, tmp_path / "s.h5", "--dataset", f"imagefolder:{roots['a']}/digitspng")
+    assert made.dataset == f"imagefolder:{roots['a']}/digitspng"
+    fingerprint = made.dataset_fingerprint
+    old = str(tmp_path / "old.h5")
+    shutil.copy(tmp_path / "s.h5", old)
+    with h5py.File(old, "r+") as f:  # as a format-1 zoo file: another machine's path, no fingerprint
+        f.attrs["dataset"] = "imagefolder:/tmp/condense_zoo/digits-jpeg"
+        f.attrs["dataset_fingerprint"] = ""
+    monkeypatch.setattr(refs, "LEGACY_NAMES", {"digits-jpeg": "digitspng"})
+    monkeypatch.setitem(refs.LEGACY_FINGERPRINTS, "digits-jpeg", fingerprint)
+    synth = SynthSet.load(old)
+    data = real_data_for(synth, data_root=roots["b"])
+    assert data.name == f"imagefolder:{roots['b']}/digitspng" and data.fingerprint() == fingerprint
+    code, out = evaluate(capsys, old, "--data-root", roots["b"])
+    assert code == 0, out.err
+    code, out = evaluate(capsys, old, "--data-root", roots["other"])  # same name, other pixels
+    assert code == 2 and "fingerprint" in out.err
+    code, out = evaluate(capsys, old, "--data-root", roots["base"])  # no such folder there
+    assert code == 2 and "not on this machine" in out.err and "digitspng" in out.err
+
+
+def test_the_zoo_cifar_sets_name_the_documented_folder():
+    """The first CIFAR-10 zoo sets recorded /tmp/condense_zoo/cifar10-jpeg: they resolve to DIR/cifar10, the folder
+    synth_sets/README.md tells users to extract cifar10-jpeg.tar into, and their data's fingerprint is known."""
+    assert refs.LEGACY_NAMES["cifar10-jpeg"] == "cifar10"
+    assert len(refs.LEGACY_FINGERPRINTS["cifar10-jpeg"]) == 16
+    zoo = os.path.join(os.path.dirname(__file__), "..", "synth_sets", "zoo", "cifar10_dm_ipc10.h5")
+    synth = SynthSet.load(zoo)
+    assert synth.dataset == "imagefolder:/tmp/condense_zoo/cifar10-jpeg"
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "synth_sets", "README.md"), encoding="utf-8").read()
+    assert "tar xf" in readme and "cifar10" in readme and "CONDENSE_DATA" in readme
+
+
+def test_a_registry_name_falls_back_to_an_image_tree(roots, tmp_path):
+    """`cifar10` without torchvision's files but with DIR/cifar10/{train,test}: the image tree, under the name."""
+    tree = os.path.join(str(tmp_path), "root", "mnist")
+    shutil.copytree(os.path.join(roots["a"], "digitspng"), tree)
+    ds = load_dataset("mnist", root=str(tmp_path / "root"))
+    assert ds.name == "mnist" and ds.num_classes == 10 and not ds.hflip_safe  # mnist's flip rule kept
+    with pytest.raises(CondenseError, match="image tree"):
+        load_dataset("mnist", root=str(tmp_path / "empty"))
+    np.testing.assert_equal(ds.image_shape, (1, 8, 8))
