@@ -2,7 +2,8 @@
 # The kernel family's tables: transfer from CIFAR-10 animals (KRR-ST vs kmeans, DM, random, no pre-training) and
 # KIP/RKIP on mnist5k (kernel regression, a finite MLP, the reconstruction audit). Not run by the tests.
 #
-#   DATA=~/data scripts/kernel_family.sh transfer     # DATA holds cifar-10-batches-py/
+#   DATA=~/data scripts/kernel_family.sh transfer     # DATA holds cifar-10-batches-py/, or cifar10/{train,test}
+#                                                     # (cifar10-jpeg.tar extracted as synth_sets/README.md says)
 #   scripts/kernel_family.sh kip
 #
 # CPU-time estimates (measured per step on this 2-core machine, one thread, niced, beside other jobs; see the
@@ -14,7 +15,7 @@ SRC="cifar10@classes=2,3,4,5,6,7"          # the animals, unlabeled for ssl and 
 mkdir -p "$OUT"
 
 transfer() {
-  : "${DATA:?set DATA to the folder holding cifar-10-batches-py/}"
+  : "${DATA:?set DATA to the folder holding cifar-10-batches-py/ or cifar10/train}"
   # 1. the self-supervised target: Barlow Twins, ConvNet-BN backbone, 20 epochs on 30,000 images (resumable)
   $C ssl --dataset "$SRC" --data-root "$DATA" --model ConvNetBN --epochs 20 --out "$OUT/ssl_animals.h5" \
       $( [ -f "$OUT/ssl_animals.h5.ckpt.pt" ] && echo --resume )

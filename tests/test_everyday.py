@@ -33,7 +33,7 @@ def test_version_and_defaults_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("(default: mnist5k)", "(default: 10)", "(default: ConvNet)", "(default: 0)", "(default: dm)"):
+    for shown in ("(default: mnist5k)", "(default: 10)", "(default: ConvNet)", "(default: 0)", "(default: dm with --preset cpu"):
         assert shown in text, shown
     for method in ("dm", "mtt", "kip", "rded"):  # listed from the registry
         assert method in text
@@ -140,3 +140,15 @@ def test_report_panels_hold_one_protocol_and_at_most_eight_series(tmp_path, monk
     assert not os.path.exists(tmp_path / "one" / "accuracy_vs_ipc.png")  # one point shows no trend
     text = open(tmp_path / "one" / "README.md").read()
     assert "50.00 (one run)" in text and "± 0.00" not in text and "Accuracy vs IPC" not in text
+
+
+def test_the_main_job_is_dm_with_the_cpu_preset_and_stays_overridable(tmp_path, capsys):
+    from condense.store import SynthSet
+    fast = ["--dataset", "digits", "--ipc", "2", "--model-args", '{"width": 8}', "--device", "cpu", "--quiet"]
+    run(capsys, "distill", *fast, "--iterations", "1", "--out", tmp_path / "main.h5")
+    main_job = SynthSet.load(str(tmp_path / "main.h5"))
+    assert main_job.method == "dm" and main_job.decoder == {"kind": "multi_formation", "factor": 2}
+    run(capsys, "distill", "--method", "dm", *fast, "--iterations", "1", "--out", tmp_path / "plain.h5")
+    assert SynthSet.load(str(tmp_path / "plain.h5")).decoder == {"kind": "identity"}  # the faithful port
+    assert main(["distill", "--preset", "cpu", *fast]) == 2
+    assert "--method" in capsys.readouterr().err
