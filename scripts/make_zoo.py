@@ -34,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.path.join(ROOT, "synth_sets")
 SETS = os.path.join(ZOO, "zoo")  # apart from `condense distill`'s default outputs, which would overwrite them
 CATALOG = os.path.join(ZOO, "catalog.json")
+TEACHERS = os.path.join(ZOO, "teachers")
 CIFAR_TAR = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar")
 
 
@@ -48,6 +49,7 @@ class Entry:
     runs: int = 3
     cross_arch: bool = False       # also one run per grid architecture
     experts: dict = field(default_factory=dict)   # mtt: ExpertConfig options plus "num"; buffer kept in the cache
+    network: tuple = ()            # ("ssl" | "mae", options): a network the method reads, kept in synth_sets/teachers
 
 
 # The table is the zoo: budgets are stated per entry, sized for 2 CPU cores.
@@ -64,11 +66,36 @@ MNIST_EXPERTS = {"num": 5, "epochs": 12, "model_args": {"width": 32}}
 ENTRIES += [Entry(f"mnist5k_mtt_ipc{ipc}", "mnist5k", "mtt", ipc,
                   {"iterations": 200, "model_args": {"width": 32}, "max_start_epoch": 10}, experts=MNIST_EXPERTS)
             for ipc in (10, 1)]
+# IDM at a CPU schedule: one pool network trained 2 SGD steps per iteration (the official 2 x 10 steps cost 11x a
+# DM iteration on 2 cores, scripts/bench.py --section pool). The main job: `condense distill` (dm with --preset cpu:
+# factor 2, 100 iterations), which beat every idm schedule per minute in the README's screening.
+IDM_OPTIONS = {ipc: {"iterations": 60, "pool_train_nets": 1, "pool_steps": 2} for ipc in (10, 1)}
+ENTRIES += [Entry(f"mnist5k_dm_cpu_ipc{ipc}", "mnist5k", "dm", ipc, {"factor": 2, "iterations": 100})
+            for ipc in (10, 1)]
 # CIFAR-10 IPC 10 at the reference budget: 300 iterations, 3 seeds x 300 epochs (standard protocol).
 # IPC 1 is CPU-sized: 60 iterations, fast protocol.
 ENTRIES += [Entry(f"cifar10_{m}_ipc10", "cifar10-jpeg", m, 10, {"iterations": 300}, protocol="standard")
             for m in ("dm", "datadam")]
 ENTRIES += [Entry(f"cifar10_{m}_ipc1", "cifar10-jpeg", m, 1, {"iterations": 60}) for m in ("dm", "datadam")]
+# The methods added with the kernel and decoupled families, at CPU budgets. The decoupled methods read the mnist5k teachers in
+# synth_sets/teachers (`condense teachers --dataset mnist5k --models ConvNetBN --seeds 2 --epochs 30`) and are
+# evaluated under their own label protocols, each beside its argmax-label run and a random subset of equal
+# storage with the same labeller. INFER cannot make a 10-class IPC-1 set: int(1 / (2/10 + 1)) = 0 base images.
+ENTRIES += [Entry(f"mnist5k_idm_ipc{ipc}", "mnist5k", "idm", ipc, IDM_OPTIONS[ipc]) for ipc in (10, 1)]
+ENTRIES += [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc, {"iterations": 1000}) for ipc in (10, 1)
+            for m in ("kip", "rkip")]
+ENTRIES += [Entry(f"mnist5k_krr_st_ipc{ipc}", "mnist5k", "krr_st", ipc,
+                  {"iterations": 200, "model": "ConvNetBN", "pool": 4, "pool_age": 100}, protocol="transfer",
+                  network=("ssl", {"model": "ConvNetBN", "epochs": 20})) for ipc in (10, 1)]
+# DQ: GraphCut bins on gradient embeddings of a briefly trained ConvNet; pixel quantisation fills the dropped
+# patches with a small MAE trained here (`condense mae`), whose bytes the set's storage counts.
+ENTRIES += [Entry(f"mnist5k_graphcut_ipc{ipc}", "mnist5k", "graphcut", ipc) for ipc in (10, 1)]
+ENTRIES += [Entry(f"mnist5k_dq_ipc{ipc}", "mnist5k", "dq", ipc, network=("mae", {})) for ipc in (10, 1)]
+ENTRIES += [Entry(f"mnist5k_{m}_ipc{ipc}", "mnist5k", m, ipc, opts, protocol=proto)
+            for ipc in (10, 1)
+            for m, opts, proto in (("sre2l", {"num_teachers": 2}, "soft"), ("rded", {"num_teachers": 2}, "relabel"),
+                                   ("infer", {}, "soft"), ("infer_dyn", {}, "relabel"))
+            if not (m.startswith("infer") and ipc == 1)]
 # Build order when CPU time is short: the IPC-10 matching methods first, then IPC 1, baselines last.
 PRIORITY = ["mnist5k_dm_ipc10", "mnist5k_datadam_ipc10", "cifar10_dm_ipc10", "cifar10_datadam_ipc10",
             "mnist5k_random_ipc10", "mnist5k_dm_ipc1", "mnist5k_datadam_ipc1", "mnist5k_random_ipc1"]
@@ -91,18 +118,54 @@ def dataset_name(entry: Entry, cache: str) -> str:
 
 
 def command(entry: Entry) -> str:
-    data = "imagefolder:DIR (extracted cifar10-jpeg.tar)" if entry.dataset == "cifar10-jpeg" else entry.dataset
+    # DIR/cifar10 is where synth_sets/README.md extracts cifar10-jpeg.tar; the registry name finds it there.
+    data = "cifar10 --data-root DIR" if entry.dataset == "cifar10-jpeg" else entry.dataset
     parts = []
     if entry.experts:
         args = " ".join(f"--model-args '{json.dumps(v)}'" if k == "model_args" else f"--{k.replace('_', '-')} {v}"
                         for k, v in entry.experts.items() if k != "num")
         parts.append(f"condense experts --dataset {data} --experts {entry.experts['num']} {args} --out EXPERTS &&")
+    if entry.network:
+        kind, opts = entry.network
+        args = "".join(f" --{k.replace('_', '-')} {v}" for k, v in opts.items())
+        parts.append(f"condense {kind} --dataset {data}{args} --out {network_path(entry, relative=True)} &&")
     parts.append(f"condense distill --method {entry.method} --dataset {data} --ipc {entry.ipc}")
     if entry.experts:
         parts.append("--experts EXPERTS")
+    if entry.network:
+        parts.append(f"--set {NETWORK_OPTION[entry.network[0]]}={network_path(entry, relative=True)}")
     for k, v in entry.options.items():
-        parts.append(f"--model-args '{json.dumps(v)}'" if k == "model_args" else f"--set {k}={v}")
+        if k == "model_args":
+            parts.append(f"--model-args '{json.dumps(v)}'")
+        else:
+            parts.append(f"--{k} {v}" if k == "model" else f"--set {k}={v}")
     return " ".join(parts) + f" --out synth_sets/zoo/{entry.name}.h5"
+
+
+NETWORK_OPTION = {"ssl": "target", "mae": "mae"}  # the method option that names the network
+
+
+def network_path(entry: Entry, relative: bool = False) -> str:
+    """The network an entry's method reads (krr_st's SSL target, dq's MAE): one per dataset, kind and settings,
+    beside the teachers, so entries that agree share it."""
+    kind, opts = entry.network
+    digest = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"{entry.dataset}_{kind}_{digest}.h5"
+    return os.path.join("synth_sets", "teachers", name) if relative else os.path.join(TEACHERS, name)
+
+
+def train_network(entry: Entry, cache: str, device: str) -> str:
+    from condense.mae import MAEConfig, checkpoint_path as mae_checkpoint, train_mae
+    from condense.ssl import SSLConfig, checkpoint_path as ssl_checkpoint, train_ssl
+
+    kind, opts = entry.network
+    config, train, checkpoint = {"ssl": (SSLConfig, train_ssl, ssl_checkpoint),
+                                 "mae": (MAEConfig, train_mae, mae_checkpoint)}[kind]
+    path = network_path(entry)
+    if not os.path.exists(path):
+        train(config(dataset=dataset_name(entry, cache), **opts), path, device=device,
+              resume=os.path.exists(checkpoint(path)), quiet=False)
+    return path
 
 
 def load_catalog() -> dict:
@@ -140,6 +203,10 @@ def distil_entry(entry: Entry, cache: str, device: str) -> dict:
         t0 = time.perf_counter()
         options["experts"] = train_experts(entry, cache, device)
         expert_seconds = time.perf_counter() - t0
+    if entry.network:
+        t0 = time.perf_counter()
+        options[NETWORK_OPTION[entry.network[0]]] = train_network(entry, cache, device)
+        expert_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     synth = distill(entry.method, dataset_name(entry, cache), entry.ipc, out=out,
                     resume=os.path.exists(checkpoint_path(out)), quiet=False, device=device, seed=0, **options)
@@ -149,18 +216,29 @@ def distil_entry(entry: Entry, cache: str, device: str) -> dict:
            "bytes": os.path.getsize(out), "threads": torch.get_num_threads(), "machine": platform.machine()}
     if entry.experts:
         row["experts"] = dict(entry.experts, seconds=round(expert_seconds, 1))
+    if entry.network:
+        row["network"] = dict(entry.network[1], kind=entry.network[0], file=network_path(entry, relative=True),
+                              seconds=round(expert_seconds, 1))
+    if "teachers" in synth.config:
+        row["teachers"] = synth.config["teachers"]
     return row
 
 
 def evaluate_entry(entry: Entry, row: dict, cache: str, device: str) -> dict:
-    from condense.evaluation import evaluate
-    from condense.store import SynthSet
+    """ConvNet under the entry's protocol, as `condense eval` does it: with IOR (a fresh random subset of the
+    same storage per run, labelled like the set) and, under a soft-label protocol, the argmax-label runs."""
+    from condense.evaluation import run_grid
 
-    synth = SynthSet.load(os.path.join(SETS, entry.name + ".h5"))
     dataset_name(entry, cache)  # make sure CIFAR-10 is extracted: the set names its folder
-    report = evaluate(synth, models=("ConvNet",), runs=entry.runs, protocol=entry.protocol, device=device)
-    return dict(row, protocol=report.protocol["name"], protocol_hash=report.protocol["hash"],
-                convnet=report.results["ConvNet"].to_json())
+    grid = run_grid([os.path.join(SETS, entry.name + ".h5")], models="ConvNet", protocol=entry.protocol,
+                    runs=entry.runs, device=device, log=lambda m: print(m, flush=True))
+    report = grid.sets[0]
+    out = dict(row, protocol=report.protocol["name"], protocol_hash=report.protocol["hash"],
+               convnet=report.results["ConvNet"].to_json())
+    for key in ("ranking", "argmax", "storage"):
+        if getattr(report, key) is not None:
+            out[key] = getattr(report, key)
+    return out
 
 
 def cross_arch(entry: Entry, device: str) -> dict:
@@ -202,7 +280,7 @@ def update_catalog(name: str, row: dict) -> None:
 
 
 def write_readme(catalog: dict) -> None:
-    catalog = {n: r for n, r in catalog.items() if "convnet" in r}  # distilled but not yet evaluated: not listed
+    everything, catalog = catalog, {n: r for n, r in catalog.items() if "convnet" in r}
     lines = open(os.path.join(ZOO, "README.md")).read().split("## Catalog")[0].rstrip().split("\n")  # keep the intro
     lines += ["", "## Catalog", "",
               "Accuracy: ConvNet (width 128) test accuracy, mean ± std over the runs, under the named protocol "
@@ -213,7 +291,8 @@ def write_readme(catalog: dict) -> None:
               "Rebuild an entry with `python scripts/make_zoo.py --only NAME` after removing it from catalog.json.", "",
               "| set | method | IPC | budget | ConvNet acc. (%) | protocol, runs | distil time, threads | config hash | date |",
               "|---|---|---:|---|---|---|---:|---|---|"]
-    for name in sorted(catalog, key=lambda n: (catalog[n]["dataset"], -catalog[n]["ipc"], n)):
+    hard = {n: r for n, r in catalog.items() if "argmax" not in r}
+    for name in sorted(hard, key=lambda n: (catalog[n]["dataset"], -catalog[n]["ipc"], n)):
         r = catalog[name]
         budget = ", ".join(f"{k} {v}" for k, v in r["budget"].items()) or "-"
         if r.get("experts"):
@@ -224,6 +303,30 @@ def write_readme(catalog: dict) -> None:
         mark = " (note)" if r.get("note") else ""
         lines.append(f"| `zoo/{name}.h5` | {r['method']} | {r['ipc']} | {budget} | {acc} | {r['protocol']}, "
                      f"{len(r['convnet']['runs'])} | {r['distill_seconds'] / 60:.1f} min, {r['threads']}{mark} | `{r['config_hash']}` | {r['date']} |")
+    ranked = {n: r["ranking"]["ConvNet"] for n, r in hard.items() if r.get("ranking")}
+    if ranked:
+        lines += ["", "IOR (DD-Ranking's improvement over random, in points): each run of the set minus the same run "
+                  "of a fresh random real subset of the same stored bytes, mean ± std over the runs:", "",
+                  "| set | protocol | ConvNet acc. (%) | random subset (%) | IOR (points) |", "|---|---|---|---|---|"]
+        for n in sorted(ranked):
+            k, r = ranked[n], catalog[n]
+            lines.append(f"| `{n}.h5` | {r['protocol']} | {r['convnet']['mean']:.2f} | {k['random_mean']:.2f} | "
+                         f"{k['ior']:+.2f} ± {k['ior_std']:.2f} |")
+    soft = {n: r for n, r in catalog.items() if "argmax" in r}
+    if soft:
+        lines += ["", "Soft-label entries (never mixed with the hard-label table above): the set with its labels "
+                  "(stored teacher logits under `soft`, teachers relabelling every batch under `relabel`), the same "
+                  "images with argmax labels under the same recipe, and a random real subset of no more stored bytes "
+                  "labelled by the same teachers; ConvNet, mean ± std over the runs:", "",
+                  "| set | protocol | with its labels (%) | argmax labels (%) | random subset, same labels (%) | "
+                  "bytes (set / random) |", "|---|---|---|---|---|---|"]
+        for n in sorted(soft):
+            r = soft[n]
+            a, k, b = r["argmax"]["ConvNet"], (r.get("ranking") or {}).get("ConvNet"), r.get("storage") or {}
+            rand = f"{k['random_mean']:.2f}" if k else "-"
+            lines.append(f"| `{n}.h5` | {r['protocol']} | {r['convnet']['mean']:.2f} ± {r['convnet']['std']:.2f} | "
+                         f"{a['mean']:.2f} ± {a['std']:.2f} | {rand} | {b.get('set_bytes', '-'):,} / "
+                         f"{b.get('random_bytes', '-'):,} |")
     notes = [f"- `{n}`: {r['note']}" for n, r in sorted(catalog.items()) if r.get("note")]
     if notes:
         lines += ["", "Notes:", ""] + notes
@@ -234,8 +337,13 @@ def write_readme(catalog: dict) -> None:
                   "| set | " + " | ".join(archs) + " |", "|---|" + "---:|" * len(archs)]
         for n, r in sorted(crossed.items()):
             lines.append(f"| `{n}.h5` | " + " | ".join(f"{r['cross_arch'][a]['mean']:.1f}" for a in archs) + " |")
+    pending = sorted(n for n, r in everything.items() if "convnet" not in r)
+    if pending:
+        lines += ["", "Built, without a ConvNet figure yet (krr_st sets hold regression targets: evaluate them with "
+                  "`condense eval SET --transfer DATA`; the others wait for `make_zoo.py --stage eval`):", ""]
+        lines += [f"- `zoo/{n}.h5`: {everything[n]['method']}, IPC {everything[n]['ipc']}" for n in pending]
     lines += ["", "Commands (each entry's exact distillation; `make_zoo.py` runs the same through the Python API):", ""]
-    lines += [f"- `{n}`: `{catalog[n]['command']}`" for n in sorted(catalog)]
+    lines += [f"- `{n}`: `{everything[n]['command']}`" for n in sorted(everything)]
     write_text(os.path.join(ZOO, "README.md"), "\n".join(lines) + "\n")
 
 
@@ -274,7 +382,7 @@ def main():
                 row = distil_entry(entry, args.cache, args.device)
                 update_catalog(entry.name, row)
                 print(f"{entry.name}: distilled in {row['distill_seconds']:.0f} s", flush=True)
-            if row is not None and "convnet" not in row and args.stage in ("eval", "all"):
+            if row is not None and "convnet" not in row and entry.protocol != "transfer" and args.stage in ("eval", "all"):
                 print(f"== evaluate {entry.name}", flush=True)
                 row = evaluate_entry(entry, row, args.cache, args.device)
                 update_catalog(entry.name, row)
