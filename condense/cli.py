@@ -416,6 +416,16 @@ def cmd_experts(args) -> int:
 
 
 # ---- parser ---------------------------------------------------------------------------------
+def _add_network_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every resumable network-training command shares (`condense ssl`, `condense mae`)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="the network file (.h5); OUT.ckpt.pt holds the checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
+    parser.add_argument("--restart", action="store_true", help="discard OUT.ckpt.pt of an unfinished run and start over")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="condense", description="Dataset distillation: distil, evaluate and inspect synthetic sets.")
     p.add_argument("--version", action="version", version=f"condense {__version__}")
@@ -628,12 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", type=float, default=None, help="AdamW lr, cosine schedule (default 1e-3)")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other option: proj_dim, hidden, weight_decay, off_diagonal, crop_scale, jitter")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", required=True, help="the network file (.h5); OUT.ckpt.pt holds the checkpoint")
-    q.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
-    q.add_argument("--restart", action="store_true", help="discard OUT.ckpt.pt of an unfinished run and start over")
-    q.add_argument("--device", default="auto")
-    q.add_argument("--quiet", action="store_true")
+    _add_network_run_options(q)
     q.set_defaults(func=cmd_ssl)
 
     m = sub.add_parser("mae", help="train the small masked autoencoder that fills the patches dq drops, resumably")
@@ -646,12 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other option: patch (0: the grid nearest DQ's 14x14), dim, depth, heads, decoder_dim, "
                         "decoder_depth, mlp_ratio, mask_ratio, eval_mask_ratio, weight_decay")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--out", required=True, help="the network file (.h5); OUT.ckpt.pt holds the checkpoint")
-    m.add_argument("--resume", action="store_true", help="continue from OUT.ckpt.pt")
-    m.add_argument("--restart", action="store_true", help="discard OUT.ckpt.pt of an unfinished run and start over")
-    m.add_argument("--device", default="auto")
-    m.add_argument("--quiet", action="store_true")
+    _add_network_run_options(m)
     m.set_defaults(func=cmd_mae)
 
     x = sub.add_parser("experts", help="train expert trajectories for trajectory matching (mtt)")
