@@ -4,7 +4,7 @@ natural-image statistics (values outside [0, 1], high-frequency energy, a textur
 Written to answer "is this a bug?" for the CIFAR-10 IPC-1 DM/DataDAM sets, which look like the same coloured dot
 texture in every class. Import a set made by official code first (`condense import`), then compare:
 
-    python scripts/image_statistics.py --out eval/compare/cifar10_ipc1_pattern \
+    python scripts/image_statistics.py --out eval/figures/cifar10_ipc1_pattern \
         official=official_dm_ipc1.h5 condense=synth_sets/zoo/cifar10_dm_ipc1.h5
 
 Prints a table and writes OUT.json and OUT.png: one row per set, one image per class (the first row: the first
