@@ -20,6 +20,7 @@ import argparse
 import glob
 import json
 import os
+import sys
 import time
 
 from condense.data import ValidationSpec
@@ -117,6 +118,18 @@ def cmd_eval(args) -> None:
         print(f"{snap['file']}: {res.mean:.2f} ± {res.std:.2f} ({proto.name}, {args.split})", flush=True)
 
 
+def _parse_reference(spec: str, numbers: int) -> tuple:
+    label, sep, values = spec.rpartition("=")
+    parts = values.split(":")
+    try:
+        if not sep or not label or len(parts) != numbers:
+            raise ValueError
+        return (label, *(float(v) for v in parts))
+    except ValueError:
+        print(f"time_to_accuracy: '{spec}' is not LABEL={':'.join(['NUMBER'] * numbers)}.", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def cmd_plot(args) -> None:
     fig, ax = new_figure(figsize=(7, 4.5))
     lines = ["| run | method | minutes | iteration | accuracy (%) | protocol | split |", "|---|---|---:|---:|---|---|---|"]
@@ -130,6 +143,13 @@ def cmd_plot(args) -> None:
             lines += [f"| {os.path.basename(os.path.normpath(run_dir))} | {blob['method']} | {r['minutes']:.1f} | "
                       f"{r['iteration']} | {r['mean']:.2f} ± {r['std']:.2f} | {blob['protocol']['name']} | "
                       f"{blob['split']} |" for r in rows]
+    for spec in args.point:
+        label, minutes, mean, std = _parse_reference(spec, 3)
+        ax.errorbar([minutes], [mean], yerr=[std], marker="s", capsize=3, linestyle="none", label=label)
+        lines.append(f"| {label} | | {minutes:.1f} | | {mean:.2f} ± {std:.2f} | (given) | |")
+    for spec in args.line:
+        label, accuracy = _parse_reference(spec, 1)
+        ax.axhline(accuracy, color="grey", linestyle="--", linewidth=1, label=label)
     ax.set_xlabel("distillation minutes (this machine)")
     ax.set_ylabel("accuracy (%) on the split in the legend")
     ax.set_title(f"Accuracy vs distillation time, protocol {args.protocol}")
@@ -168,6 +188,10 @@ def main() -> None:
     g.add_argument("runs", nargs="+")
     g.add_argument("--protocol", default="standard")
     g.add_argument("--out", required=True)
+    g.add_argument("--point", action="append", default=[], metavar="LABEL=MINUTES:MEAN:STD",
+                   help="a measured result from elsewhere (e.g. a zoo set's), drawn and tabled beside the runs")
+    g.add_argument("--line", action="append", default=[], metavar="LABEL=ACCURACY",
+                   help="a horizontal reference line (e.g. a published figure; say its protocol in the label)")
     g.set_defaults(func=cmd_plot)
     args = p.parse_args()
     args.func(args)
