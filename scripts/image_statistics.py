@@ -86,7 +86,8 @@ def main() -> None:
     for spec in args.sets:
         name, sep, path = spec.partition("=")
         if not sep:
-            raise SystemExit(f"image_statistics: '{spec}' is not NAME=SET.h5.")
+            print(f"image_statistics: '{spec}' is not NAME=SET.h5.", file=sys.stderr)
+            raise SystemExit(2)
         named[name] = SynthSet.load(path)
     first = next(iter(named.values()))
     data = real_data_for(first, data_root=args.data_root, device=torch.device("cpu"))
@@ -105,9 +106,15 @@ def main() -> None:
     for name, m in table.items():
         print(f"| {name} | {100 * m['outside_0_1']:.1f}% | {m['pixel_std']:.3f} | {100 * m['high_frequency_share']:.1f}% "
               f"| {100 * m['period_8px_share']:.1f}% | {m['peak_frequency']} |")
+    result = {"sets": {n: p for n, p in zip(named, args.sets)}, "statistics": table}
+    if args.dm_gradient:
+        rms = {ipc: dm_gradient_rms(data, ipc) for ipc in (1, 10)}
+        print(f"DM per-image gradient RMS (normalised pixels, 10 random ConvNets, 256 real images per class): "
+              f"IPC 1 {rms[1]:.4g}, IPC 10 {rms[10]:.4g} ({rms[1] / rms[10]:.1f}x)")
+        result["dm_gradient_rms_by_ipc"] = rms
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump({"sets": {n: p for n, p in zip(named, args.sets)}, "statistics": table}, f, indent=1)
+        json.dump(result, f, indent=1)
     from PIL import Image
     strips = [np.concatenate(list(px[shown[name]].clamp(0, 1).permute(0, 2, 3, 1).numpy()), axis=1)
               for name, px in rows.items()]
@@ -116,13 +123,6 @@ def main() -> None:
         grid = grid[..., 0]
     image = Image.fromarray((grid * 255).round().astype(np.uint8))
     image.resize((image.width * 2, image.height * 2), Image.NEAREST).save(args.out + ".png")
-    if args.dm_gradient:
-        rms = {ipc: dm_gradient_rms(data, ipc) for ipc in (1, 10)}
-        print(f"DM per-image gradient RMS (normalised pixels, 10 random ConvNets, 256 real images per class): "
-              f"IPC 1 {rms[1]:.4g}, IPC 10 {rms[10]:.4g} ({rms[1] / rms[10]:.1f}x)")
-        with open(args.out + ".json", "w") as f:
-            json.dump({"sets": {n: p for n, p in zip(named, args.sets)}, "statistics": table,
-                       "dm_gradient_rms_by_ipc": rms}, f, indent=1)
     print(f"wrote {args.out}.json and {args.out}.png (rows: {', '.join(rows)})")
 
 
