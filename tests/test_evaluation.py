@@ -202,6 +202,22 @@ def test_the_test_split_is_read_once_per_network_at_the_end(monkeypatch):
     assert [e for e, _ in rep.results["ConvNet"].curves[0]] == [1, 2]
 
 
+def test_a_large_validation_split_is_sampled_per_class_for_the_checkpoints(monkeypatch):
+    """Every checkpoint is a pass over the selection split, so a big validation split is capped per class."""
+    import condense.evaluation.evaluator as ev
+
+    data = load_dataset("digits")
+    monkeypatch.setattr(ev, "SELECTION_PER_CLASS", 5)
+    big = dataclasses.replace(data, val_x=data.train_x[::3], val_y=data.train_y[::3])
+    x, y, info = ev.selection_split(big)
+    assert torch.bincount(y, minlength=10).tolist() == [5] * 10 and "5 per class" in info["split"]
+    rows = [int((big.val_x == xi).flatten(1).all(1).nonzero()[0]) for xi in x]
+    assert rows == sorted(rows) and torch.equal(big.val_y[rows], y)  # drawn from the validation split
+    assert torch.equal(ev.selection_split(big)[0], x)  # the same sample every time
+    small = dataclasses.replace(data, val_x=data.train_x[::60], val_y=data.train_y[::60])
+    assert ev.selection_split(small)[0] is small.val_x  # under the cap: the whole split
+
+
 def test_overridden_protocols_get_a_derived_name_and_description():
     base = get_protocol("standard")
     short = get_protocol("standard", epochs=2)

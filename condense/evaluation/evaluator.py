@@ -84,16 +84,28 @@ def labels_for(synth: SynthSet, targets: torch.Tensor, proto: Protocol, data: Im
 SELECTION_PER_CLASS = 100  # checkpoint passes read at most this many real images per class, never the test split
 
 
+def _per_class_sample(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Sorted rows of a fixed sample of at most SELECTION_PER_CLASS images of every class (seed 0)."""
+    g = torch.Generator().manual_seed(0)
+    y = y.cpu()
+    return torch.cat([idx[torch.randperm(len(idx), generator=g)[:SELECTION_PER_CLASS]]
+                      for idx in (torch.nonzero(y == c).squeeze(1) for c in range(num_classes))]).sort().values
+
+
 def selection_split(data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """The images the checkpoint curves (and any selection) are scored on: the validation split held out of
-    distillation when there is one, else a fixed sample of the training split, which the set may have seen."""
+    distillation when there is one, else a fixed sample of the training split, which the set may have seen.
+    Either is capped at SELECTION_PER_CLASS images per class: every checkpoint is a pass over it (a CIFAR-10
+    validation split of 10% would be 5,000 images per pass)."""
     if data.val_x is not None:
-        return data.val_x, data.val_y, {"split": "validation, held out of distillation", "images": len(data.val_y)}
-    g = torch.Generator().manual_seed(0)
-    y = data.train_y.cpu()
-    rows = torch.cat([idx[torch.randperm(len(idx), generator=g)[:SELECTION_PER_CLASS]]
-                      for idx in (torch.nonzero(y == c).squeeze(1) for c in range(data.num_classes))]).sort().values
-    rows = rows.to(data.train_x.device)
+        rows = _per_class_sample(data.val_y, data.num_classes)
+        if len(rows) == len(data.val_y):
+            return data.val_x, data.val_y, {"split": "validation, held out of distillation", "images": len(rows)}
+        rows = rows.to(data.val_x.device)
+        return data.val_x[rows], data.val_y[rows], {
+            "split": f"validation, held out of distillation (a fixed sample of {SELECTION_PER_CLASS} per class)",
+            "images": len(rows)}
+    rows = _per_class_sample(data.train_y, data.num_classes).to(data.train_x.device)
     return data.train_x[rows], data.train_y[rows], {
         "split": f"a fixed sample of the real training split ({SELECTION_PER_CLASS} per class; distillation saw it)",
         "images": len(rows)}
