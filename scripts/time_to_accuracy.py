@@ -5,6 +5,7 @@
     python scripts/time_to_accuracy.py eval runs/tta/cifar10_idm_ipc10 --protocol standard --runs 3 \
         [--split validation] [--reference random]
     python scripts/time_to_accuracy.py plot runs/tta/*/ --out eval/tta/cifar10_ipc10.png
+    python scripts/time_to_accuracy.py rank runs/screen/*/ --minutes 15 --protocol fast --split validation
 
 ``distill`` runs one distillation (resumable: rerun with the same arguments after a kill) and saves
 the set each time its distillation time crosses a mark: ``snap_<minutes>min.h5`` (plus the
@@ -12,7 +13,8 @@ real-image start, ``snap_0min.h5``). Distillation time is the sum of the outer i
 time plus the set-up (data, pool), measured in this process; run it alone on the machine.
 ``eval`` trains networks on every snapshot under one protocol and writes ``results_<protocol>.json``
 beside them (``--split validation`` scores on the held-out validation split, for selecting
-settings). ``plot`` draws accuracy against minutes for several runs and writes their table.
+settings). ``rank`` orders runs by their snapshot at a mark (the screen's selection). ``plot`` draws
+accuracy against minutes for several runs and writes their table.
 """
 from __future__ import annotations
 
@@ -130,6 +132,27 @@ def _parse_reference(spec: str, numbers: int) -> tuple:
         raise SystemExit(2)
 
 
+def cmd_rank(args) -> None:
+    """Runs ordered by their snapshot at ``--minutes`` (the last one at or before it), best first."""
+    name = f"results_{args.protocol}{'_' + args.split if args.split != 'test' else ''}.json"
+    rows = []
+    for run_dir in args.runs:
+        path = os.path.join(run_dir, name)
+        if not os.path.exists(path):
+            print(f"time_to_accuracy: {path} is missing; run `eval {run_dir} --protocol {args.protocol} "
+                  f"--split {args.split}` first.", file=sys.stderr)
+            raise SystemExit(2)
+        marked = [r for r in json.load(open(path))["rows"] if r.get("mark", r["minutes"]) <= args.minutes]
+        last = max(marked, key=lambda r: r["minutes"])
+        rows.append((last["mean"], last["std"], last["minutes"], last["iteration"], os.path.normpath(run_dir)))
+    lines = [f"| rank | run | {args.split} accuracy (%) | minutes | iteration |", "|---:|---|---:|---:|---:|"]
+    lines += [f"| {i} | {run} | {mean:.2f} ± {std:.2f} | {minutes:.1f} | {it} |"
+              for i, (mean, std, minutes, it, run) in enumerate(sorted(rows, reverse=True), 1)]
+    print("\n".join(lines))
+    if args.out:
+        write_text(args.out, "\n".join(lines) + "\n")
+
+
 def cmd_plot(args) -> None:
     fig, ax = new_figure(figsize=(7, 4.5))
     lines = ["| run | method | minutes | iteration | accuracy (%) | protocol | split |", "|---|---|---:|---:|---|---|---|"]
@@ -184,6 +207,13 @@ def main() -> None:
     e.add_argument("--split", default="test", choices=("test", "validation"))
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
+    r = sub.add_parser("rank", help="order runs by their snapshot at a mark (on the validation split to select)")
+    r.add_argument("runs", nargs="+")
+    r.add_argument("--minutes", type=float, required=True)
+    r.add_argument("--protocol", default="standard")
+    r.add_argument("--split", default="validation", choices=("test", "validation"))
+    r.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    r.set_defaults(func=cmd_rank)
     g = sub.add_parser("plot")
     g.add_argument("runs", nargs="+")
     g.add_argument("--protocol", default="standard")
