@@ -199,23 +199,25 @@ def test_the_test_split_is_read_once_per_network_at_the_end(monkeypatch):
                    model_args={"width": 8})
     assert events == ["fit", "fit", "fit", "test", "test", "test"]  # every test pass after all training
     assert rep.selection["split"].startswith("a fixed sample of the real training split")
+    assert rep.selection["images"] == 1000 and rep.selection["curve_images"] == 300  # curves read 30 per class
     assert [e for e, _ in rep.results["ConvNet"].curves[0]] == [1, 2]
 
 
-def test_a_large_validation_split_is_sampled_per_class_for_the_checkpoints(monkeypatch):
+def test_a_large_validation_split_is_sampled_per_class_for_the_checkpoints():
     """Every checkpoint is a pass over the selection split, so a big validation split is capped per class."""
     import condense.evaluation.evaluator as ev
 
     data = load_dataset("digits")
-    monkeypatch.setattr(ev, "SELECTION_PER_CLASS", 5)
     big = dataclasses.replace(data, val_x=data.train_x[::3], val_y=data.train_y[::3])
-    x, y, info = ev.selection_split(big)
+    x, y, info = ev.selection_split(big, 5)
     assert torch.bincount(y, minlength=10).tolist() == [5] * 10 and "5 per class" in info["split"]
     rows = [int((big.val_x == xi).flatten(1).all(1).nonzero()[0]) for xi in x]
     assert rows == sorted(rows) and torch.equal(big.val_y[rows], y)  # drawn from the validation split
-    assert torch.equal(ev.selection_split(big)[0], x)  # the same sample every time
+    assert torch.equal(ev.selection_split(big, 5)[0], x)  # the same sample every time
+    few = ev.selection_split(big, 2)[0]
+    assert len(few) == 20 and all((x == xi).flatten(1).all(1).any() for xi in few)  # the curves' share: a subset
     small = dataclasses.replace(data, val_x=data.train_x[::60], val_y=data.train_y[::60])
-    assert ev.selection_split(small)[0] is small.val_x  # under the cap: the whole split
+    assert ev.selection_split(small, 5)[0] is small.val_x  # under the cap: the whole split
 
 
 def test_overridden_protocols_get_a_derived_name_and_description():

@@ -6,7 +6,8 @@ architecture train together as one vectorised model on CUDA, unless ``sequential
 architecture has BatchNorm; on CPU they train one by one (vmap's grouped convolutions measured
 slower there, see eval/README.md). The headline is the final model's test accuracy; the test split is
 read once per network, at the end. The protocol's checkpoints score a selection split instead (the
-validation split held out of distillation, else a fixed training sample): nothing is chosen on test.
+validation split held out of distillation, else a fixed training sample; 30 images per class for the
+curves, 100 for a selection): nothing is chosen on test.
 """
 from __future__ import annotations
 
@@ -81,33 +82,37 @@ def labels_for(synth: SynthSet, targets: torch.Tensor, proto: Protocol, data: Im
     return Labels(hard), {"labels": "hard" if not synth.soft_labels else "hard (argmax of the stored soft labels)"}
 
 
-SELECTION_PER_CLASS = 100  # checkpoint passes read at most this many real images per class, never the test split
+SELECTION_PER_CLASS = 100  # a selection (the lr grid) reads at most this many real images per class, never test
+CURVE_PER_CLASS = 30  # each checkpoint of a curve reads this many of those: ten such passes cost about 5% of a
+# standard ConvNet run on a CIFAR-10 IPC 10 set, where ten passes over 100 per class cost 15% (scripts/bench.py)
 
 
-def _per_class_sample(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Sorted rows of a fixed sample of at most SELECTION_PER_CLASS images of every class (seed 0)."""
+def _per_class_sample(y: torch.Tensor, num_classes: int, per_class: int) -> torch.Tensor:
+    """Sorted rows of a fixed sample of at most ``per_class`` images of every class (seed 0); a smaller
+    ``per_class`` gives a subset of a larger one's sample."""
     g = torch.Generator().manual_seed(0)
     y = y.cpu()
-    return torch.cat([idx[torch.randperm(len(idx), generator=g)[:SELECTION_PER_CLASS]]
+    return torch.cat([idx[torch.randperm(len(idx), generator=g)[:per_class]]
                       for idx in (torch.nonzero(y == c).squeeze(1) for c in range(num_classes))]).sort().values
 
 
-def selection_split(data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """The images the checkpoint curves (and any selection) are scored on: the validation split held out of
-    distillation when there is one, else a fixed sample of the training split, which the set may have seen.
-    Either is capped at SELECTION_PER_CLASS images per class: every checkpoint is a pass over it (a CIFAR-10
-    validation split of 10% would be 5,000 images per pass)."""
+def selection_split(data: ImageDataset, per_class: int = SELECTION_PER_CLASS
+                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The images selections (and, ``CURVE_PER_CLASS`` of them, the checkpoint curves) are scored on: the
+    validation split held out of distillation when there is one, else a fixed sample of the training split,
+    which the set may have seen; either capped at ``per_class`` images per class, as every checkpoint is a
+    pass over it (a CIFAR-10 validation split of 10% would be 5,000 images per pass)."""
     if data.val_x is not None:
-        rows = _per_class_sample(data.val_y, data.num_classes)
+        rows = _per_class_sample(data.val_y, data.num_classes, per_class)
         if len(rows) == len(data.val_y):
             return data.val_x, data.val_y, {"split": "validation, held out of distillation", "images": len(rows)}
         rows = rows.to(data.val_x.device)
         return data.val_x[rows], data.val_y[rows], {
-            "split": f"validation, held out of distillation (a fixed sample of {SELECTION_PER_CLASS} per class)",
+            "split": f"validation, held out of distillation (a fixed sample of {per_class} per class)",
             "images": len(rows)}
-    rows = _per_class_sample(data.train_y, data.num_classes).to(data.train_x.device)
+    rows = _per_class_sample(data.train_y, data.num_classes, per_class).to(data.train_x.device)
     return data.train_x[rows], data.train_y[rows], {
-        "split": f"a fixed sample of the real training split ({SELECTION_PER_CLASS} per class; distillation saw it)",
+        "split": f"a fixed sample of the real training split ({per_class} per class; distillation saw it)",
         "images": len(rows)}
 
 
@@ -142,13 +147,14 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
              log: Optional[Callable[[str], None]] = None, teacher: Optional[str] = None) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
 
-    The test split is read once per network, after its training; the checkpoint curves use the selection
-    split (``selection_split``). Run r of every architecture and every set uses the seed
+    The test split is read once per network, after its training; the checkpoint curves use
+    ``CURVE_PER_CLASS`` images per class of the selection split (``selection_split``). Run r of every architecture and every set uses the seed
     ``seed_for("eval_run", seed, r)``. ``jobs`` restricts the work to some (model, run index) pairs
     (torchrun sharding); the report then holds only those runs, also listed under ``jobs``.
     ``split="validation"`` scores on the validation split the set was distilled without, for selections.
     ``progress`` shows a bar per run with its epoch. ``lr_grid`` picks each architecture's learning rate
-    first: one run per candidate (stream ``lr_grid``), scored on the selection split, never on test.
+    first: one run per candidate (stream ``lr_grid``), its final network scored on the whole selection split,
+    never on test.
     ``teacher`` (a teacher folder, file or comma-separated files) labels the set under soft-label protocols
     (``soft_labels.py``); a set that names its teachers is checked against them.
     """
@@ -164,6 +170,8 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
         sequential, why_sequential = dev.type != "cuda", "CPU default"
     data = real_data_for(synth, dataset, data_root, dev, split=split)
     select_x, select_y, selection = selection_split(data)
+    curve_x, curve_y, curve_info = selection_split(data, CURVE_PER_CLASS)
+    selection = {**selection, "curve_images": curve_info["images"]}
     images, targets = synth.decode()
     teachers = resolve_teachers(synth, teacher, dev, set_name or synth.method, data.fingerprint()) \
         if proto.labels in ("soft", "relabel") or (teacher and proto.labels == "teacher") else None
@@ -203,13 +211,14 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                      for r in idx]
             blocker = vmap_blocker(build())
             model_lr = lr
-            if lr_grid:  # one run per candidate, scored on the selection split
-                scores = [train_seeds(build, [seed_for("lr_grid", seed, i)], train_x, labels, (select_x, select_y),
-                                      proto, cand, dsa)[0][1]["curve"][-1][1] for i, cand in enumerate(lr_grid)]
+            if lr_grid:  # one run per candidate, its final network scored on the whole selection split
+                scores = [test_accuracy(train_seeds(build, [seed_for("lr_grid", seed, i)], train_x, labels,
+                                                    (curve_x, curve_y), proto, cand, dsa)[0][0], select_x, select_y)
+                          for i, cand in enumerate(lr_grid)]
                 model_lr = float(lr_grid[max(range(len(scores)), key=scores.__getitem__)])
                 chosen[model_name] = {"grid": list(lr_grid), "selection_accuracy": [100 * a for a in scores],
                                       "chosen": model_lr}
-            trained = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (select_x, select_y), proto,
+            trained = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (curve_x, curve_y), proto,
                                   model_lr, dsa, vectorised=not sequential,
                                   on_epoch=lambda i, e: bar.update(tasks[i], completed=e) if progress else None)
             outcomes = [{**o, "final": test_accuracy(net, data.test_x, data.test_y)} for net, o in trained]
