@@ -200,6 +200,10 @@ def test_the_test_split_is_read_once_per_network_at_the_end(monkeypatch):
     assert events == ["fit", "fit", "fit", "test", "test", "test"]  # every test pass after all training
     assert rep.selection["split"].startswith("a fixed sample of the real training split")
     assert rep.selection["images"] == 1000 and rep.selection["curve_images"] == 300  # curves read 30 per class
+    from condense.evaluation.results import GridReport
+    from condense.evaluation.tables import markdown
+    text = markdown(GridReport(protocol=rep.protocol, models=["ConvNet"], sets=[rep]))
+    assert "checkpoint curves: 300 images of a fixed sample of the real training split" in text
     assert [e for e, _ in rep.results["ConvNet"].curves[0]] == [1, 2]
 
 

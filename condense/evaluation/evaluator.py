@@ -148,8 +148,8 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     """Train ``runs`` fresh networks per architecture on ``synth`` and score them on the real test set.
 
     The test split is read once per network, after its training; the checkpoint curves use
-    ``CURVE_PER_CLASS`` images per class of the selection split (``selection_split``). Run r of every architecture and every set uses the seed
-    ``seed_for("eval_run", seed, r)``. ``jobs`` restricts the work to some (model, run index) pairs
+    ``CURVE_PER_CLASS`` images per class of the selection split (``selection_split``). Run r of every
+    architecture and every set uses the seed ``seed_for("eval_run", seed, r)``. ``jobs`` restricts the work to some (model, run index) pairs
     (torchrun sharding); the report then holds only those runs, also listed under ``jobs``.
     ``split="validation"`` scores on the validation split the set was distilled without, for selections.
     ``progress`` shows a bar per run with its epoch. ``lr_grid`` picks each architecture's learning rate

@@ -89,6 +89,15 @@ def split_table(grid: GridReport) -> Optional[Table]:
     return table
 
 
+def _curve_split(selection: Optional[dict]) -> str:
+    """Where the checkpoint curves were scored (older reports scored them on the whole selection split)."""
+    if not selection:
+        return "the test split (an earlier version)"
+    if "curve_images" not in selection:
+        return selection["split"]
+    return f"{selection['curve_images']} images of {selection['split']}; selections read all {selection['images']}"
+
+
 def markdown(grid: GridReport) -> str:
     p, first = grid.protocol, grid.sets[0]
     lines = [f"## {title(grid)}", "",
@@ -101,9 +110,9 @@ def markdown(grid: GridReport) -> str:
     lines += ["", f"- protocol `{p['name']}` hash `{p['hash']}`: {p['description']}",
               f"- seeds: {first.seeds}; dataset: {first.dataset}; labels: {first.labels}; scored on the "
               f"{first.split} split, read once per network at the end of its training",
-              f"- checkpoint curves: {(first.selection or {}).get('split', 'the test split (an earlier version)')}",
+              f"- checkpoint curves: {_curve_split(first.selection)}",
               f"- trainer: {trainers}",
-              *(["- learning rate chosen on the checkpoint-curve split (one run per value): " + "; ".join(
+              *(["- learning rate chosen on the selection split (one run per value): " + "; ".join(
                   f"{m} {v['chosen']:g} of {v['grid']}" for m, v in first.lr_selected.items())]
                 if first.lr_selected else []),
               *(["- skipped (images do not fit): " + "; ".join(f"{m}: {why.rstrip('.')}" for m, why in first.skipped.items())]
