@@ -3,8 +3,9 @@
 # (networks trained per iteration, SGD steps, real batch, how often a new network joins) gives the most
 # accuracy per distillation minute. Each schedule is distilled once for 15 minutes on this machine with 10% of
 # the training data held out (snapshots at 5, 10, 15 min), each snapshot is scored by one `fast` run on that
-# validation split (never the test split), and the runs are ranked at 15 minutes. The best two then get
-# `eval --protocol standard --runs 3` on the test split. Resumable: rerun after a kill; finished steps are skipped.
+# validation split (never the test split), and the runs are ranked at 15 minutes. The best two then get their
+# 15-minute snapshot scored under `standard`, 3 seeds, on the test split. Resumable: rerun after a kill; finished
+# steps are skipped.
 # Run it alone on the machine (distillation minutes are wall-clock).
 #
 #   bash scripts/pool_screen.sh imagefolder:/tmp/cifar10          # ~2.5 h distillation + ~1 h scoring on 2 cores
@@ -42,3 +43,7 @@ for run in "${RUNS[@]}"; do
   $TTA eval "$run" --protocol fast --runs 1 --split validation
 done
 $TTA rank "${RUNS[@]}" --minutes 15 --protocol fast --split validation --out "$OUT/rank_15min.md"
+# the best two: their 15-minute snapshot under standard, 3 seeds, on the test split (read once per network)
+for run in $(sed -n '3,4p' "$OUT/rank_15min.md" | cut -d'|' -f3); do
+  $TTA eval "$run" --protocol standard --runs 3 --marks 15
+done

@@ -109,7 +109,7 @@ def cmd_eval(args) -> None:
     out_path = os.path.join(args.run, name)
     done = json.load(open(out_path))["rows"] if os.path.exists(out_path) else []
     for snap in progress["snapshots"]:
-        if any(r["file"] == snap["file"] for r in done):
+        if any(r["file"] == snap["file"] for r in done) or (args.marks and snap.get("mark", 0.0) not in args.marks):
             continue
         synth = SynthSet.load(os.path.join(args.run, snap["file"]))
         rep = evaluate(synth, protocol=proto, runs=args.runs, device=args.device, split=args.split, data_root=None)
@@ -206,6 +206,8 @@ def main() -> None:
     e.add_argument("--runs", type=int, default=3)
     e.add_argument("--split", default="test", choices=("test", "validation"))
     e.add_argument("--device", default="auto")
+    e.add_argument("--marks", type=float, nargs="+", default=None, metavar="MINUTES",
+                   help="only the snapshots at these marks (0 = the real-image start)")
     e.set_defaults(func=cmd_eval)
     r = sub.add_parser("rank", help="order runs by their snapshot at a mark (on the validation split to select)")
     r.add_argument("runs", nargs="+")

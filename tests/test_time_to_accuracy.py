@@ -4,6 +4,7 @@ import runpy
 import sys
 
 import pytest
+import torch
 
 SCRIPT = "scripts/time_to_accuracy.py"
 
@@ -47,3 +48,24 @@ def test_rank_without_results_and_a_bad_reference_spec_exit_2(tmp_path, monkeypa
                    "--point", "zoo=18.4:46.2")
     assert err.value.code == 2 and "LABEL=NUMBER:NUMBER:NUMBER" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_eval_marks_scores_only_the_snapshots_asked_for(tmp_path, monkeypatch):
+    from condense.data import load_dataset
+    from condense.store import SynthSet
+
+    data = load_dataset("digits", device="cpu")
+    idx = torch.cat([torch.nonzero(data.train_y == c).squeeze(1)[:1] for c in range(data.num_classes)])
+    synth = SynthSet(images=data.train_x[idx].clone(), labels=data.train_y[idx], dataset="digits",
+                     num_classes=data.num_classes, class_names=data.class_names, mean=data.mean, std=data.std,
+                     method="random")
+    snaps = [{"minutes": 0.0, "iteration": 0, "file": "snap_0min.h5"},
+             {"minutes": 5.1, "mark": 5.0, "iteration": 3, "file": "snap_5min.h5"},
+             {"minutes": 15.2, "mark": 15.0, "iteration": 9, "file": "snap_15min.h5"}]
+    for s in snaps:
+        synth.save(str(tmp_path / s["file"]))
+    (tmp_path / "progress.json").write_text(json.dumps({"snapshots": snaps, "steps": {}}))
+    run_script(monkeypatch, "eval", str(tmp_path), "--protocol", "fast", "--epochs", "1", "--runs", "1",
+               "--marks", "15", "--device", "cpu")
+    rows = json.loads((tmp_path / "results_fast+epochs=1.json").read_text())["rows"]
+    assert [r["file"] for r in rows] == ["snap_15min.h5"]
