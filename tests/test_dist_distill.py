@@ -37,7 +37,7 @@ def test_two_ranks_write_the_one_process_set(tmp_path, method, extra):
     distill(method, "digits", 3, iterations=5, out=one, checkpoint_every=2, **OPTS, **extra)  # the one-process file
     sets = [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
     done = _cli(["distill", "--method", method, "--iterations", "5", *TINY, *sets, "--out", two], ranks=2)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-8000:]  # long: a rank's own error sits above torchrun's summary
     (a, la), (b, lb) = _arrays(one), _arrays(two)
     assert np.array_equal(la, lb)
     assert np.array_equal(a, b)  # bit-exact, momentum state shared at every checkpoint included
@@ -62,7 +62,7 @@ def test_one_process_checkpoint_resumes_on_two_ranks(tmp_path):
         distill("dm", "digits", 3, iterations=7, out=out, checkpoint_every=2, on_step=interrupt, **OPTS)
     assert os.path.exists(out + ".ckpt.pt")
     done = _cli(["distill", "--method", "dm", "--iterations", "7", "--resume", *TINY, "--out", out], ranks=2)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-8000:]  # long: a rank's own error sits above torchrun's summary
     distill("dm", "digits", 3, iterations=7, out=ref, checkpoint_every=0, **OPTS)
     assert np.array_equal(_arrays(out)[0], _arrays(ref)[0])
 
