@@ -102,11 +102,15 @@ def cmd_distill(args) -> None:
     write_json(manifest_path, progress)
 
 
+def results_name(protocol: str, split: str) -> str:
+    """The file ``eval`` writes beside the snapshots for one protocol and split."""
+    return f"results_{protocol}{'_' + split if split != 'test' else ''}.json"
+
+
 def cmd_eval(args) -> None:
     progress = json.load(open(os.path.join(args.run, MANIFEST)))
     proto = get_protocol(args.protocol, epochs=args.epochs)
-    name = f"results_{proto.name}{'_' + args.split if args.split != 'test' else ''}.json"
-    out_path = os.path.join(args.run, name)
+    out_path = os.path.join(args.run, results_name(proto.name, args.split))
     done = json.load(open(out_path))["rows"] if os.path.exists(out_path) else []
     for snap in progress["snapshots"]:
         if any(r["file"] == snap["file"] for r in done) or (args.marks and snap.get("mark", 0.0) not in args.marks):
@@ -134,10 +138,9 @@ def _parse_reference(spec: str, numbers: int) -> tuple:
 
 def cmd_rank(args) -> None:
     """Runs ordered by their snapshot at ``--minutes`` (the last one at or before it), best first."""
-    name = f"results_{args.protocol}{'_' + args.split if args.split != 'test' else ''}.json"
     rows = []
     for run_dir in args.runs:
-        path = os.path.join(run_dir, name)
+        path = os.path.join(run_dir, results_name(args.protocol, args.split))
         if not os.path.exists(path):
             print(f"time_to_accuracy: {path} is missing; run `eval {run_dir} --protocol {args.protocol} "
                   f"--split {args.split}` first.", file=sys.stderr)
