@@ -55,6 +55,9 @@ def cmd_distill(args) -> None:
     os.makedirs(args.out, exist_ok=True)
     manifest_path = os.path.join(args.out, MANIFEST)
     progress = json.load(open(manifest_path)) if os.path.exists(manifest_path) else {"snapshots": [], "steps": {}}
+    if progress["snapshots"] and max(args.minutes) <= progress["snapshots"][-1]["minutes"]:
+        print("every mark is already saved")  # before loading data: a rerun script passes finished runs quickly
+        return
     t0 = time.perf_counter()
     method = prepare(args.method, args.dataset, args.ipc, seed=args.seed, device=args.device,
                      model_args=json.loads(args.model_args) if args.model_args else None, iterations=10**7,
