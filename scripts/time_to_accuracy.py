@@ -15,12 +15,22 @@ time plus the set-up (data, pool), measured in this process; run it alone on the
 beside them (``--split validation`` scores on the held-out validation split, for selecting
 settings). ``rank`` orders runs by their snapshot at a mark (the screen's selection). ``plot`` draws
 accuracy against minutes for several runs and writes their table.
+
+Both tables flag a run whose accuracy was still rising at the end of its budget (``rank``: at the ranked
+mark, column "still rising at the mark"; ``plot``: at its last snapshot, column "still rising", filled on
+each run's last row), i.e. the budget was too small to show what the method can do. Rule: take the
+last snapshot at or before the mark and the one before it; gain = mean(last) - mean(previous); the run
+is still rising if gain > max(0.5 point, 2 * sqrt(std_last^2 / n_last + std_prev^2 / n_prev)), n being
+the number of evaluation runs behind each row (the length of the row's ``runs`` list; 1 if a row has
+none, where a single run has std 0 and only the 0.5-point floor applies). "yes" / "no", or "–" when
+only one snapshot is at or before the mark (nothing to compare).
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import json
+import math
 import os
 import sys
 import time
@@ -34,6 +44,7 @@ from condense.synth import checkpoint_path, prepare, run
 from condense.synth.driver import DriverOptions
 
 MANIFEST = "progress.json"
+RISING_FLOOR = 0.5  # accuracy points: a gain at or below this never counts as still rising
 
 
 class _Done(Exception):
@@ -127,6 +138,41 @@ def cmd_eval(args) -> None:
         print(f"{snap['file']}: {res.mean:.2f} ± {res.std:.2f} ({proto.name}, {args.split})", flush=True)
 
 
+def run_count(row: dict) -> int:
+    """How many evaluation runs a results row averages: ``eval`` stores their accuracies as the list
+    ``runs``; a row without it (or with a bare count) is read as that count, else as one run."""
+    runs = row.get("runs")
+    if isinstance(runs, (list, tuple)):
+        return max(len(runs), 1)
+    if isinstance(runs, (int, float)) and not isinstance(runs, bool) and runs >= 1:
+        return int(runs)
+    return 1
+
+
+def still_rising(rows, minutes: float = math.inf):
+    """Whether a run's accuracy was still rising at its last snapshot at or before ``minutes``.
+
+    ``rows`` are one run's results rows (``eval``'s: minutes, optional mark, mean, std, runs); a row
+    counts as at or before the mark if its ``mark`` (else its ``minutes``) is <= ``minutes``. With
+    ``last`` the latest such row and ``prev`` the one before it (by minutes),
+    gain = mean(last) - mean(prev), and the run is still rising if
+    gain > max(0.5 point, 2 * sqrt(std_last^2 / n_last + std_prev^2 / n_prev)),
+    n being each row's number of evaluation runs (``run_count``; with one run std is 0 and only the
+    floor applies). Returns True / False, or None when fewer than two rows are at or before the mark.
+    """
+    marked = sorted((r for r in rows if r.get("mark", r["minutes"]) <= minutes), key=lambda r: r["minutes"])
+    if len(marked) < 2:
+        return None
+    prev, last = marked[-2], marked[-1]
+    noise = 2 * math.sqrt(last["std"] ** 2 / run_count(last) + prev["std"] ** 2 / run_count(prev))
+    return last["mean"] - prev["mean"] > max(RISING_FLOOR, noise)
+
+
+def rising_text(flag) -> str:
+    """A table cell for ``still_rising``'s answer."""
+    return "–" if flag is None else ("yes" if flag else "no")
+
+
 def _parse_reference(spec: str, numbers: int) -> tuple:
     label, sep, values = spec.rpartition("=")
     parts = values.split(":")
@@ -148,12 +194,17 @@ def cmd_rank(args) -> None:
             print(f"time_to_accuracy: {path} is missing; run `eval {run_dir} --protocol {args.protocol} "
                   f"--split {args.split}` first.", file=sys.stderr)
             raise SystemExit(2)
-        marked = [r for r in json.load(open(path))["rows"] if r.get("mark", r["minutes"]) <= args.minutes]
+        results = json.load(open(path))["rows"]
+        marked = [r for r in results if r.get("mark", r["minutes"]) <= args.minutes]
         last = max(marked, key=lambda r: r["minutes"])
-        rows.append((last["mean"], last["std"], last["minutes"], last["iteration"], os.path.normpath(run_dir)))
-    lines = [f"| rank | run | {args.split} accuracy (%) | minutes | iteration |", "|---:|---|---:|---:|---:|"]
-    lines += [f"| {i} | {run} | {mean:.2f} ± {std:.2f} | {minutes:.1f} | {it} |"
-              for i, (mean, std, minutes, it, run) in enumerate(sorted(rows, reverse=True), 1)]
+        rows.append((last["mean"], last["std"], last["minutes"], last["iteration"], os.path.normpath(run_dir),
+                     rising_text(still_rising(results, args.minutes))))
+    # the run path stays the 2nd column (scripts/pool_screen.sh cuts it out with `cut -d'|' -f3`); new columns go last
+    lines = [f"| rank | run | {args.split} accuracy (%) | minutes | iteration | still rising at the mark |",
+             "|---:|---|---:|---:|---:|:---:|"]
+    lines += [f"| {i} | {run} | {mean:.2f} ± {std:.2f} | {minutes:.1f} | {it} | {rising} |"
+              for i, (mean, std, minutes, it, run, rising) in
+              enumerate(sorted(rows, key=lambda row: row[:5], reverse=True), 1)]
     print("\n".join(lines))
     if args.out:
         write_text(args.out, "\n".join(lines) + "\n")
@@ -161,7 +212,8 @@ def cmd_rank(args) -> None:
 
 def cmd_plot(args) -> None:
     fig, ax = new_figure(figsize=(7, 4.5))
-    lines = ["| run | method | minutes | iteration | accuracy (%) | protocol | split |", "|---|---|---:|---:|---|---|---|"]
+    lines = ["| run | method | minutes | iteration | accuracy (%) | protocol | split | still rising |",
+             "|---|---|---:|---:|---|---|---|:---:|"]
     for run_dir in args.runs:
         for path in sorted(glob.glob(os.path.join(run_dir, f"results_{args.protocol}*.json"))):
             blob = json.load(open(path))
@@ -169,13 +221,14 @@ def cmd_plot(args) -> None:
             label = f"{os.path.basename(os.path.normpath(run_dir))} ({blob['split']})"
             ax.errorbar([r["minutes"] for r in rows], [r["mean"] for r in rows], yerr=[r["std"] for r in rows],
                         marker="o", capsize=3, label=label)
+            rising = rising_text(still_rising(rows))  # at the run's last snapshot, shown on its last row
             lines += [f"| {os.path.basename(os.path.normpath(run_dir))} | {blob['method']} | {r['minutes']:.1f} | "
                       f"{r['iteration']} | {r['mean']:.2f} ± {r['std']:.2f} | {blob['protocol']['name']} | "
-                      f"{blob['split']} |" for r in rows]
+                      f"{blob['split']} | {rising if i == len(rows) - 1 else ''} |" for i, r in enumerate(rows)]
     for spec in args.point:
         label, minutes, mean, std = _parse_reference(spec, 3)
         ax.errorbar([minutes], [mean], yerr=[std], marker="s", capsize=3, linestyle="none", label=label)
-        lines.append(f"| {label} | | {minutes:.1f} | | {mean:.2f} ± {std:.2f} | (given) | |")
+        lines.append(f"| {label} | | {minutes:.1f} | | {mean:.2f} ± {std:.2f} | (given) | | |")
     for spec in args.line:
         label, accuracy = _parse_reference(spec, 1)
         ax.axhline(accuracy, color="grey", linestyle="--", linewidth=1, label=label)
