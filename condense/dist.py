@@ -63,6 +63,8 @@ def session() -> Iterator[None]:
     joined = init()
     try:
         yield
+        if joined:  # every rank done talking before any tears the group down: gloo aborts a rank whose peer's
+            barrier()  # socket vanished mid-exchange (skipped after an error, where a peer may be gone)
     finally:
         if joined:
             finish()
