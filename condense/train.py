@@ -225,6 +225,7 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
         loss_scale: Optional[Callable[[int], float]] = None,
         extra_loss: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
         on_epoch: Optional[Callable[[int, float], None]] = None,
+        on_checkpoint: Optional[Callable[[int, list[float]], None]] = None,
         optimizer: Optional[torch.optim.Optimizer] = None,
         objective: Optional[Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]] = None
         ) -> list[dict[str, Any]]:
@@ -232,8 +233,9 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
 
     ``loss_scale(epoch)`` multiplies the batch loss; ``extra_loss(model, clean_batch)`` adds a term
     computed on the un-augmented batch (one network only); ``on_epoch(epoch, mean_loss)`` runs after
-    every epoch; ``optimizer`` continues an optimiser the caller keeps (one network, e.g. a pool member
-    trained a few steps at a time) instead of a fresh one; ``objective(model, batch, generator)`` replaces the
+    every epoch, ``on_checkpoint(epoch, accuracies)`` after each test checkpoint (one fraction per network, in
+    the order of ``models``); ``optimizer`` continues an optimiser the caller keeps (one network, e.g. a pool
+    member trained a few steps at a time) instead of a fresh one; ``objective(model, batch, generator)`` replaces the
     label loss (one network; self-supervised training draws its own views of the batch from the generator,
     so pass no ``dsa``). Returns per network: "final" and "best" test accuracy (None without ``test``), the
     test "curve" and, at the same checkpoints, the "loss_curve" (the mean over the networks trained
@@ -283,9 +285,12 @@ def fit(models: Sequence[nn.Module], generators: Sequence[torch.Generator], x: t
             opt.step()
             epoch_loss += loss.detach() * idx.shape[1]
         if epoch in check_at:
-            for c, a in zip(curves, students.accuracy(*test)):
+            accs = students.accuracy(*test)
+            for c, a in zip(curves, accs):
                 c.append((epoch, a))
             losses.append((epoch, float(epoch_loss) / (n * len(models))))
+            if on_checkpoint is not None:
+                on_checkpoint(epoch, accs)
         if on_epoch is not None:
             on_epoch(epoch, float(epoch_loss) / (n * len(models)))
     seconds = (time.perf_counter() - t0) / len(models)

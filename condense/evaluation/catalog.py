@@ -16,7 +16,7 @@ from ..errors import CondenseError
 from ..io import read_json
 from ..fields import AT_LEAST_1, NON_NEGATIVE, Number, check_value
 from .protocol import get_protocol
-from .results import EvalReport, ModelResult
+from .results import RISING_MARK, RISING_NOTE, EvalReport, ModelResult
 
 # Fields every row has, and their types (the rest are optional and read with care).
 _ROW_TYPES: dict[str, Any] = {"method": (str, None), "dataset": (str, None), "ipc": (int, AT_LEAST_1),
@@ -102,12 +102,20 @@ def budget(row: dict[str, Any]) -> str:
 
 
 def accuracy(row: dict[str, Any]) -> str:
-    """``mean ± std`` over the runs (a single run: its value), or "not evaluated"."""
+    """``mean ± std`` over the runs (a single run: its value), marked when its curves were still rising, or
+    "not evaluated"."""
     res = row.get("convnet")
     if not res:
         return "not evaluated"
     r = ModelResult.from_json(res)
-    return f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
+    text = f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
+    return f"{text} {RISING_MARK}" if r.rising else text
+
+
+def rising_note(rows: list[dict[str, Any]]) -> Optional[str]:
+    """The still-rising note, when some row's ConvNet curves carry the mark."""
+    return RISING_NOTE if any(row.get("convnet") and ModelResult.from_json(row["convnet"]).rising
+                              for row in rows) else None
 
 
 def protocol_text(row: dict[str, Any]) -> str:
@@ -125,7 +133,8 @@ def _order(catalog: dict[str, dict[str, Any]]) -> list[str]:
 
 def zoo_table(catalog: dict[str, dict[str, Any]], where: str) -> Table:
     """One row per set: method, dataset, IPC, ConvNet accuracy with its protocol, stored bytes, budget."""
-    table = Table(title=escape(f"Zoo ({where}): ConvNet test accuracy (%), mean ± std over the runs"))
+    table = Table(title=escape(f"Zoo ({where}): ConvNet test accuracy (%), mean ± std over the runs"),
+                  caption=rising_note(list(catalog.values())))
     for col in ("set", "method", "dataset", "IPC", "accuracy", "protocol", "storage", "budget"):
         table.add_column(col, justify="right" if col in ("IPC", "accuracy", "storage") else "left")
     for name in _order(catalog):
@@ -170,7 +179,7 @@ def entry_table(name: str, catalog: dict[str, dict[str, Any]], catalog_path: str
                             f"{' --runs ' + str(len(res['runs'])) if res else ''}{' --data-root DIR' if needs_data else ''}")]
     if row.get("note"):
         rows.append(("note", row["note"]))
-    table = Table(title=escape(f"Zoo entry {name}"), show_header=False)
+    table = Table(title=escape(f"Zoo entry {name}"), show_header=False, caption=rising_note([row]))
     table.add_column("field", style="bold")
     table.add_column("value")
     for k, v in rows:

@@ -118,10 +118,13 @@ def selection_split(data: ImageDataset, per_class: int = SELECTION_PER_CLASS
 
 def train_seeds(build: Callable[[], torch.nn.Module], seeds: Sequence[int], x: torch.Tensor, labels: Labels,
                 select: tuple[torch.Tensor, torch.Tensor], proto: Protocol, lr: float, dsa, vectorised: bool = True,
-                on_epoch: Optional[Callable[[int, int], None]] = None) -> list[tuple[torch.nn.Module, dict[str, Any]]]:
+                on_epoch: Optional[Callable[[int, int], None]] = None,
+                on_checkpoint: Optional[Callable[[int, int, float], None]] = None
+                ) -> list[tuple[torch.nn.Module, dict[str, Any]]]:
     """One network per seed (``torch.manual_seed(seed)`` before building it), trained under ``proto``: all together
     when ``vectorised`` and the architecture allows it, else one by one. Checkpoint curves are scored on
-    ``select``; returns (trained network, outcome) per seed. ``on_epoch(seed index, epoch)`` follows progress."""
+    ``select``; returns (trained network, outcome) per seed. ``on_epoch(seed index, epoch)`` follows progress,
+    ``on_checkpoint(seed index, epoch, accuracy on select as a fraction)`` each checkpoint."""
     models = []
     for s in seeds:
         torch.manual_seed(s)
@@ -133,7 +136,9 @@ def train_seeds(build: Callable[[], torch.nn.Module], seeds: Sequence[int], x: t
     for group in groups:
         done = fit([models[i] for i in group], [torch.Generator().manual_seed(seeds[i]) for i in group], x, labels,
                    recipe, dsa=dsa, test=select, vectorised=together,
-                   on_epoch=(lambda e, _loss, g=group: [on_epoch(i, e) for i in g]) if on_epoch else None)
+                   on_epoch=(lambda e, _loss, g=group: [on_epoch(i, e) for i in g]) if on_epoch else None,
+                   on_checkpoint=(lambda e, accs, g=group: [on_checkpoint(i, e, a) for i, a in zip(g, accs)])
+                   if on_checkpoint else None)
         out += [(models[i], {**o, "seed": seeds[i]}) for i, o in zip(group, done)]
     return out
 
@@ -152,8 +157,9 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
     architecture and every set uses the seed ``seed_for("eval_run", seed, r)``. ``jobs`` restricts the work to some (model, run index) pairs
     (torchrun sharding); the report then holds only those runs, also listed under ``jobs``.
     ``split="validation"`` scores on the validation split the set was distilled without, for selections.
-    ``progress`` shows a bar per run with its epoch. ``lr_grid`` picks each architecture's learning rate
-    first: one run per candidate (stream ``lr_grid``), its final network scored on the whole selection split,
+    ``progress`` shows a bar per run with its epoch and its latest checkpoint's accuracy on the curves' share of
+    the selection split ("val acc" for a held-out validation split, else "train-sample acc"). ``lr_grid`` picks
+    each architecture's learning rate first: one run per candidate (stream ``lr_grid``), its final network scored on the whole selection split,
     never on test.
     ``teacher`` (a teacher folder, file or comma-separated files) labels the set under soft-label protocols
     (``soft_labels.py``); a set that names its teachers is checked against them.
@@ -197,7 +203,8 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                 raise
             skipped[model_name] = str(err)
             models.remove(model_name)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn(f"{_bar_label(selection)} {{task.fields[acc]}}"), TimeElapsedColumn(),
                   TimeRemainingColumn(), disable=not progress, transient=True) as bar:
         for model_name in models:
             idx = [r for r in range(runs) if wanted is None or (model_name, r) in wanted]
@@ -207,8 +214,8 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
             def build(name=model_name):
                 return create_model(name, c, data.num_classes, (h, w), **(model_args or {}))
 
-            tasks = [bar.add_task(f"{set_name or synth.method} {model_name} run {r + 1}/{runs}", total=proto.epochs)
-                     for r in idx]
+            tasks = [bar.add_task(f"{set_name or synth.method} {model_name} run {r + 1}/{runs}", total=proto.epochs,
+                                  acc="–") for r in idx]
             blocker = vmap_blocker(build())
             model_lr = lr
             if lr_grid:  # one run per candidate, its final network scored on the whole selection split
@@ -220,7 +227,9 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                                       "chosen": model_lr}
             trained = train_seeds(build, [seeds[r] for r in idx], train_x, labels, (curve_x, curve_y), proto,
                                   model_lr, dsa, vectorised=not sequential,
-                                  on_epoch=lambda i, e: bar.update(tasks[i], completed=e) if progress else None)
+                                  on_epoch=lambda i, e: bar.update(tasks[i], completed=e) if progress else None,
+                                  on_checkpoint=lambda i, _e, a: bar.update(tasks[i], acc=f"{100 * a:.1f}%")
+                                  if progress else None)
             outcomes = [{**o, "final": test_accuracy(net, data.test_x, data.test_y)} for net, o in trained]
             trainer = ("vectorised" if outcomes[0]["vectorised"] else
                        f"sequential ({why_sequential if sequential else 'one run' if len(idx) == 1 else blocker})")
@@ -232,6 +241,11 @@ def evaluate(synth: SynthSet, *, models: Union[str, Sequence[str]] = ("ConvNet",
                       protocol={**proto.to_dict(), "hash": proto.digest()}, results=results,
                       jobs=job_results if jobs is not None else None, validation=data.validation, split=split,
                       selection=selection, skipped=skipped or None, lr_selected=chosen or None)
+
+
+def _bar_label(selection: dict[str, Any]) -> str:
+    """What the progress bars' accuracy is scored on, in two words: never "val" for a training sample."""
+    return "val acc" if selection["split"].startswith("validation") else "train-sample acc"
 
 
 def _percent(o: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..figures import new_figure, save_figure
 from ..io import write_text
-from .results import EvalReport, load_reports
+from .results import RISING_MARK, RISING_NOTE, EvalReport, load_reports
 
 
 MAX_SERIES = 8
@@ -191,9 +191,8 @@ def plot_curves(reports: Sequence[EvalReport], path: str) -> str:
 
 
 def _cell(res) -> str:
-    if len(res.runs) == 1:
-        return f"{res.mean:.2f} (one run)"
-    return f"{res.mean:.2f} ± {res.std:.2f} (n={len(res.runs)})"
+    text = f"{res.mean:.2f} (one run)" if len(res.runs) == 1 else f"{res.mean:.2f} ± {res.std:.2f} (n={len(res.runs)})"
+    return f"{text} {RISING_MARK}" if res.rising else text
 
 
 def _table(reports: Sequence[EvalReport]) -> list[str]:
@@ -240,7 +239,8 @@ def render_report(reports: Sequence[EvalReport], out: str, sources: Sequence[str
         if len(hashes) > 1:
             lines += [f"**Warning:** these results use {len(hashes)} different protocols ({', '.join(hashes)}); "
                       "numbers across protocols are not comparable.", ""]
-        lines += ["## Accuracy (%)", "", *_table(reports), "",
+        rising = any(res.rising for r in reports for res in r.results.values())
+        lines += ["## Accuracy (%)", "", *_table(reports), "", *([RISING_NOTE, ""] if rising else []),
                   *(["## Accuracy vs IPC", "", "![accuracy vs IPC](accuracy_vs_ipc.png)", ""] if trend else []),
                   *(["## Cross-architecture", "", "![cross-architecture](cross_arch.png)", ""] if crossed else []),
                   "## Training curves", "", "![training curves](curves.png)", "", "## Protocols", ""]

@@ -3,7 +3,8 @@
 Accuracies are in percent. ``to_json``/``from_json`` keep the JSON layout of ``condense eval
 --json`` (a single report, or ``{"protocol", "models", "sets", "reference"}`` for a grid), so result
 files written by earlier versions still load. Summary statistics are derived from the runs, never
-stored apart from them: the headline is the mean ± std (population std) of the final accuracies.
+stored apart from them: the headline is the mean ± std (population std) of the final accuracies, and
+``still_rising`` (the curves still climbing at the end of training) is recomputed from the checkpoint curves.
 """
 from __future__ import annotations
 
@@ -19,6 +20,39 @@ from ..io import read_json
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
     return (float(arr.mean()), float(arr.std())) if len(arr) else (float("nan"), float("nan"))
+
+
+RISING_FRACTION = 0.75  # the late gain runs from the checkpoint at or before 75% of the epochs to the last one
+RISING_FLOOR = 1.0     # points: a smaller mean gain is not worth a longer protocol, however consistent
+RISING_MARK = "↑"
+RISING_NOTE = (f"{RISING_MARK} still rising: accuracy on the checkpoint curves (selection split; the test split in "
+               f"results of earlier versions) gained more than max({RISING_FLOOR:g} point, 2 standard errors) per seed "
+               f"from the last checkpoint at or before {RISING_FRACTION:.0%} of the epochs to the end of training, so "
+               "the protocol may be too short for this set and architecture.")
+
+
+def still_rising(curves: Sequence[Sequence[tuple[int, float]]], fraction: float = RISING_FRACTION,
+                 floor: float = RISING_FLOOR) -> Optional[dict[str, Any]]:
+    """Were the networks still improving when training stopped? Per seed, d = accuracy at the last checkpoint
+    minus accuracy at the last checkpoint at or before ``fraction`` of the epochs (the last checkpoint's epoch,
+    which is the final one); rising when mean(d) > max(``floor``, 2·std(d)/sqrt(n)) (twice the standard error,
+    std with n − 1 degrees of freedom; one seed has none and meets only the floor). Accuracies in percent. None when some curve
+    has no checkpoint at or before ``fraction`` of its epochs (a single checkpoint, or no curves at all). Returns
+    "rising", the mean "gain" (points), its standard error "gain_sem" and "from_epoch" (the earliest start over
+    the seeds: with few checkpoints the span is longer than the last quarter)."""
+    gains, starts = [], []
+    for curve in curves:
+        early = [(e, a) for e, a in curve if e <= fraction * curve[-1][0]] if curve else []
+        if not early:
+            return None
+        starts.append(early[-1][0])
+        gains.append(curve[-1][1] - early[-1][1])
+    if not gains:
+        return None
+    d = np.asarray(gains, dtype=float)
+    sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"rising": bool(d.mean() > max(floor, 2 * sem)), "gain": float(d.mean()), "gain_sem": sem,
+            "from_epoch": int(min(starts))}
 
 
 @dataclass
@@ -38,6 +72,9 @@ class ModelResult:
     std = property(lambda self: _mean_std(self.runs)[1])
     best_mean = property(lambda self: _mean_std(self.best_runs)[0])
     best_std = property(lambda self: _mean_std(self.best_runs)[1])
+    # still_rising of the checkpoint curves: {"rising", "gain", "gain_sem"}, or None when they cannot tell
+    trend = property(lambda self: still_rising(self.curves))
+    rising = property(lambda self: bool(self.trend and self.trend["rising"]))
 
     @classmethod
     def from_runs(cls, outcomes: Sequence[dict[str, Any]], trainer: str = "") -> "ModelResult":
@@ -50,7 +87,11 @@ class ModelResult:
     def to_json(self) -> dict[str, Any]:
         best = {"best_mean": self.best_mean, "best_std": self.best_std, "best_runs": self.best_runs} \
             if self.best_runs else {}
-        return {"mean": self.mean, "std": self.std, "runs": self.runs, **best, "curves": self.curves,
+        late = self.trend  # derived from the curves like mean and std from the runs; written for readers
+        return {"mean": self.mean, "std": self.std, "runs": self.runs, **best,
+                "still_rising": None if late is None else late["rising"],
+                "late_gain": None if late is None else late["gain"],
+                "late_gain_from_epoch": None if late is None else late["from_epoch"], "curves": self.curves,
                 "loss_curves": self.loss_curves, "seconds": self.seconds, "seeds": self.seeds, "trainer": self.trainer}
 
     @classmethod

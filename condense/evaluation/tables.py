@@ -7,7 +7,7 @@ from typing import Optional
 from rich.markup import escape
 from rich.table import Table
 
-from .results import EvalReport, GridReport
+from .results import RISING_MARK, RISING_NOTE, EvalReport, GridReport
 
 
 def row_name(report: EvalReport) -> str:
@@ -23,11 +23,19 @@ def title(grid: GridReport) -> str:
 
 
 def cell(r) -> str:
-    return f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
+    """mean ± std (one run: its value), marked when the curves were still rising (``results.still_rising``)."""
+    text = f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
+    return f"{text} {RISING_MARK}" if r.rising else text
+
+
+def any_rising(grid: GridReport) -> bool:
+    """Whether some cell carries the still-rising mark (and so the table its note)."""
+    return any(rep.results[m].rising for rep in grid.rows for m in grid.models)
 
 
 def rich_table(grid: GridReport) -> Table:
-    table = Table(title=escape(title(grid)))  # the [hash] is not rich markup
+    table = Table(title=escape(title(grid)),  # the [hash] is not rich markup
+                  caption=RISING_NOTE if any_rising(grid) else None)
     table.add_column("set")
     for m in grid.models:
         table.add_column(m, justify="right")
@@ -111,6 +119,7 @@ def markdown(grid: GridReport) -> str:
               f"- seeds: {first.seeds}; dataset: {first.dataset}; labels: {first.labels}; scored on the "
               f"{first.split} split, read once per network at the end of its training",
               f"- checkpoint curves: {_curve_split(first.selection)}",
+              *([f"- {RISING_NOTE}"] if any_rising(grid) else []),
               f"- trainer: {trainers}",
               *(["- learning rate chosen on the selection split (one run per value): " + "; ".join(
                   f"{m} {v['chosen']:g} of {v['grid']}" for m, v in first.lr_selected.items())]
