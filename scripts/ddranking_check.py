@@ -5,10 +5,12 @@ numbers beside condense's, on a small budget.
     python scripts/ddranking_check.py synth_sets/zoo/cifar10_dm_ipc10.h5 --cifar-root DIR [--epochs 20 --runs 1]
     python scripts/ddranking_check.py SET.h5 --cifar-root DIR --metric hlr-ior   # + full data and random subsets
 
-DD-Ranking reads CIFAR-10 only in torchvision's format (``DIR/cifar-10-batches-py``) and evaluates on it, so a zoo
-set distilled from the JPEG recoding is scored on the original test images there and on its own data here; the
-set travels as ``condense export --format pt`` does it (the decoded images class by class, renormalised with the
-constants DD-Ranking normalises CIFAR-10 with, hard labels, the learned lr).
+DD-Ranking reads CIFAR-10 only in torchvision's format (``DIR/cifar-10-batches-py``) and evaluates on its test
+split, so a zoo set distilled from the JPEG recoding is scored on the original test images there (a torchvision
+download) and on its own data here, unless DIR holds a conversion of the same JPEG recoding; the set travels as
+``condense export --format pt`` does it (the decoded images class by class, renormalised with the constants
+DD-Ranking normalises CIFAR-10 with, hard labels, the learned lr). torchvision checks the md5 of those files on
+every load, so a converted folder needs that check disabled (DD-Ranking then also skips its download attempt).
 
 ``--metric accuracy`` (default) trains DD-Ranking's ``ConvNet-3`` on the set with its hard-label recipe (SGD,
 momentum 0.9, wd 5e-4, step schedule, DSA) through ``LabelRobustScoreHard``'s per-set helper: DD-Ranking 0.2.0's
@@ -20,6 +22,8 @@ subset per run, hours on a CPU.
 Where the two can differ, by design: DD-Ranking reports the best test accuracy over checkpoints every 10 epochs and,
 without a learned lr, picks the lr from {0.001, 0.005, 0.01, 0.05, 0.1} by test accuracy; condense reports the final
 accuracy, selects nothing on the test split, and trains with the set's learned lr or the protocol's 0.01.
+``--ddr-lr 0.01`` turns that search off and trains DD-Ranking's network at the given lr, to compare the two
+trainers at equal settings.
 """
 from __future__ import annotations
 
@@ -37,8 +41,11 @@ from condense.interop import exported  # noqa: E402
 from condense.store import SynthSet  # noqa: E402
 
 DDR_MEAN, DDR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # dd_ranking/utils/data.py, CIFAR10
+# DD-Ranking 0.2.0's README and GeneralEvaluator default spell these prob_flip / ratio_*, but its DSA class
+# (ddranking/aug/dsa.py) reads flip / rotate / scale / crop / cutout (KeyError otherwise): give both spellings.
 DSA = {"prob_flip": 0.5, "ratio_rotate": 15.0, "saturation": 2.0, "brightness": 1.0, "contrast": 0.5,
-       "ratio_scale": 1.2, "ratio_crop_pad": 0.125, "ratio_cutout": 0.5}
+       "ratio_scale": 1.2, "ratio_crop_pad": 0.125, "ratio_cutout": 0.5,
+       "flip": 0.5, "rotate": 15.0, "scale": 1.2, "crop": 0.125, "cutout": 0.5}
 
 
 def main() -> None:
@@ -49,6 +56,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--metric", choices=("accuracy", "hlr-ior"), default="accuracy")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--ddr-lr", type=float, default=None,
+                   help="train DD-Ranking's network at this lr instead of its search on test accuracy (default: the "
+                        "set's learned lr, else the search)")
     p.add_argument("--data-root", default=None, help="condense's data root for the set's own data (default: "
                                                      "$CONDENSE_DATA)")
     args = p.parse_args()
@@ -66,8 +76,9 @@ def main() -> None:
         weight_decay=5e-4, momentum=0.9, num_eval=args.runs, num_epochs=args.epochs, syn_batch_size=256,
         num_workers=0, device=args.device, eval_full_data=True, save_path=os.path.join(tempfile.mkdtemp(), "s.csv"))
     if args.metric == "accuracy":
-        accs = [evaluator._compute_hard_label_metrics_helper(e.images, None, e.labels, e.lr, "syn",
-                                                              hyper_param_search=e.lr is None)[0]
+        lr = args.ddr_lr if args.ddr_lr is not None else e.lr
+        accs = [evaluator._compute_hard_label_metrics_helper(e.images, None, e.labels, lr, "syn",
+                                                              hyper_param_search=lr is None)[0]
                 for _ in range(args.runs)]
         print(f"DD-Ranking ConvNet-3, {args.epochs} epochs: best-over-checkpoints test accuracy {accs}")
     else:
