@@ -12,7 +12,8 @@ setup(
     # eval/protocols/*.json ships inside the package as condense/protocols (read when not in a checkout)
     packages=find_packages(include=["condense", "condense.*"]) + ["condense.protocols"],
     package_dir={"condense.protocols": "eval/protocols"},
-    package_data={"condense.protocols": ["*.json"]},
+    # condense/evaluation/published.json: the papers' figures the zoo shows beside its own
+    package_data={"condense.protocols": ["*.json"], "condense.evaluation": ["published.json"]},
     install_requires=[
         "torch>=2.6",          # torch.load(weights_only=True) had a known bypass before 2.6
         "torchvision>=0.21",

@@ -2,7 +2,8 @@
 
     python scripts/make_zoo.py                         # every entry not yet built, in table order
     python scripts/make_zoo.py --only cifar10          # entries whose name contains 'cifar10'
-    python scripts/make_zoo.py --catalog               # rewrite synth_sets/README.md from catalog.json
+    python scripts/make_zoo.py --catalog               # rewrite synth_sets/README.md from catalog.json (and the
+                                                       # papers' figures in condense/evaluation/published.json)
     python scripts/make_zoo.py --report                # plots of the catalog into synth_sets/report/
     python scripts/make_zoo.py --stage distill         # distil only (time it on a quiet machine) ...
     python scripts/make_zoo.py --stage eval            # ... and evaluate later, e.g. alongside other work
@@ -283,7 +284,44 @@ def update_catalog(name: str, row: dict) -> None:
     save_catalog(catalog)
 
 
+def published_section(names: list, catalog: dict) -> list:
+    """The paper column's key and every published figure it draws on, with its data, protocol, budget and
+    source (looked up in condense/evaluation/published.json: nothing here is measured)."""
+    from condense.evaluation.published import MARK_OTHER, MARK_VARIANT, lookup_row, paper_fields, paper_notes
+
+    matches = {n: lookup_row(catalog[n]) for n in names}
+    if not any(matches.values()):
+        return []
+    lines = [""] + [f"- {note}" for note in paper_notes(matches.values())]
+    lines += ["", "### Published figures beside the zoo", "",
+              "The papers' own figures the paper column draws on, as transcribed in METHODS.md with its provenance "
+              "tags (`paper`, `recalled`: from memory, verify before citing; `read from a later paper`), kept as data "
+              "in `condense/evaluation/published.json` and looked up by method, dataset family and IPC when this "
+              "file is written. A figure on other data than the zoo's is listed last, marked, and never put in the table.", ""]
+    figures: dict = {}
+    for n in names:
+        if matches[n] is not None:
+            figures.setdefault((not matches[n].comparable, matches[n].figure.method, matches[n].figure.dataset,
+                                matches[n].figure.ipc), []).append(n)
+    for key in sorted(figures, key=lambda k: (k[0], k[2], k[1], k[3])):
+        first = matches[figures[key][0]]
+        f, fields = first.figure, dict(paper_fields(first))
+        beside = ", ".join(f"`{n}`" + (f" ({MARK_VARIANT} {'; '.join(matches[n].differences)})"
+                                       if matches[n].differences else "")
+                           for n in figures[key])
+        head = (f"{MARK_OTHER} **not comparable**: {f.title()}: {f.accuracy()}" if not first.comparable
+                else f"**{f.title()}: {f.accuracy()}**")
+        lines.append(f"- {head} [{f.provenance}]; beside {beside}.")
+        lines.append(f"  Data: {f.dataset_name}" + (f" ({fields['data compared']})" if "data compared" in fields
+                                                     else "") + ".")
+        lines.append(f"  Protocol: {f.protocol}. Budget: {f.budget}." + (f" Note: {f.note}." if f.note else ""))
+        lines.append(f"  Source: {f.citation()}.")
+    return lines
+
+
 def write_readme(catalog: dict) -> None:
+    from condense.evaluation.published import lookup_row, paper_cell
+
     everything, catalog = catalog, {n: r for n, r in catalog.items() if "convnet" in r}
     lines = open(os.path.join(ZOO, "README.md")).read().split("## Catalog")[0].rstrip().split("\n")  # keep the intro
     lines += ["", "## Catalog", "",
@@ -292,11 +330,15 @@ def write_readme(catalog: dict) -> None:
               "one process with the stated number of threads on this 2-core CPU machine. Only the 2-thread rows "
               "had the machine to themselves; the 1-thread rows shared it with other builds: read those as upper "
               "bounds. "
-              "Rebuild an entry with `python scripts/make_zoo.py --only NAME` after removing it from catalog.json.", "",
-              "| set | method | IPC | budget | ConvNet acc. (%) | protocol, runs | distil time, threads | config hash | date |",
-              "|---|---|---:|---|---|---|---:|---|---|"]
+              "Rebuild an entry with `python scripts/make_zoo.py --only NAME` after removing it from catalog.json. "
+              "The paper column is the method's published figure for the same dataset and IPC (key and sources "
+              "below the table); `python scripts/make_zoo.py --catalog` rewrites this file from catalog.json and "
+              "those figures without distilling or evaluating anything.", "",
+              "| set | method | IPC | budget | ConvNet acc. (%) | paper (%) | protocol, runs | distil time, threads | config hash | date |",
+              "|---|---|---:|---|---|---|---|---:|---|---|"]
     hard = {n: r for n, r in catalog.items() if "argmax" not in r}
-    for name in sorted(hard, key=lambda n: (catalog[n]["dataset"], -catalog[n]["ipc"], n)):
+    hard_order = sorted(hard, key=lambda n: (catalog[n]["dataset"], -catalog[n]["ipc"], n))
+    for name in hard_order:
         r = catalog[name]
         budget = ", ".join(f"{k} {v}" for k, v in r["budget"].items()) or "-"
         if r.get("experts"):
@@ -305,8 +347,9 @@ def write_readme(catalog: dict) -> None:
             budget += f"; {e['num']} experts × {e['epochs']} epochs ({trained}, not in distil time)"
         acc = f"{r['convnet']['mean']:.2f} ± {r['convnet']['std']:.2f}"
         mark = " (note)" if r.get("note") else ""
-        lines.append(f"| `zoo/{name}.h5` | {r['method']} | {r['ipc']} | {budget} | {acc} | {r['protocol']}, "
+        lines.append(f"| `zoo/{name}.h5` | {r['method']} | {r['ipc']} | {budget} | {acc} | {paper_cell(lookup_row(r))} | {r['protocol']}, "
                      f"{len(r['convnet']['runs'])} | {r['distill_seconds'] / 60:.1f} min, {r['threads']}{mark} | `{r['config_hash']}` | {r['date']} |")
+    lines += published_section(hard_order, catalog)
     ranked = {n: r["ranking"]["ConvNet"] for n, r in hard.items() if r.get("ranking")}
     if ranked:
         lines += ["", "IOR (DD-Ranking's improvement over random, in points): each run of the set minus the same run "

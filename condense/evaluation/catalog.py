@@ -1,6 +1,8 @@
 """The zoo's catalog (``synth_sets/catalog.json``, written by ``scripts/make_zoo.py``): one row per published set
 with its method, dataset, IPC, budget, stored bytes, command, and its ConvNet evaluation (every run, under a
-named protocol and its hash). ``condense zoo`` lists and shows the rows; ``condense report`` draws them.
+named protocol and its hash). ``condense zoo`` lists and shows the rows, each beside the paper's own figure for
+the same method, dataset family and IPC (looked up at render time in ``published.json``, see ``published.py``);
+``condense report`` draws them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..errors import CondenseError
 from ..io import read_json
 from ..fields import AT_LEAST_1, NON_NEGATIVE, Number, check_value
 from .protocol import get_protocol
+from .published import lookup_row, paper_cell, paper_fields, paper_notes
 from .results import RISING_MARK, RISING_NOTE, EvalReport, ModelResult
 
 # Fields every row has, and their types (the rest are optional and read with care).
@@ -132,15 +135,18 @@ def _order(catalog: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def zoo_table(catalog: dict[str, dict[str, Any]], where: str) -> Table:
-    """One row per set: method, dataset, IPC, ConvNet accuracy with its protocol, stored bytes, budget."""
+    """One row per set: method, dataset, IPC, ConvNet accuracy with its protocol, the paper's figure, stored
+    bytes, budget."""
+    matches = {name: lookup_row(row) for name, row in catalog.items()}
+    notes = [n for n in [rising_note(list(catalog.values()))] + paper_notes(matches.values()) if n]
     table = Table(title=escape(f"Zoo ({where}): ConvNet test accuracy (%), mean ± std over the runs"),
-                  caption=rising_note(list(catalog.values())))
-    for col in ("set", "method", "dataset", "IPC", "accuracy", "protocol", "storage", "budget"):
+                  caption=escape("\n".join(notes)) if notes else None, caption_justify="left")
+    for col in ("set", "method", "dataset", "IPC", "accuracy", "protocol", "paper", "storage", "budget"):
         table.add_column(col, justify="right" if col in ("IPC", "accuracy", "storage") else "left")
     for name in _order(catalog):
         row = catalog[name]
         table.add_row(name, row["method"], row["dataset"], str(row["ipc"]), accuracy(row), protocol_text(row),
-                      storage(row["bytes"]), escape(budget(row)))
+                      escape(paper_cell(matches[name])), storage(row["bytes"]), escape(budget(row)))
     return table
 
 
@@ -170,6 +176,7 @@ def entry_table(name: str, catalog: dict[str, dict[str, Any]], catalog_path: str
             ("budget", budget(row)), ("stored bytes", f"{row['bytes']:,} ({storage(row['bytes'])})"),
             ("ConvNet accuracy", f"{accuracy(row)} ({protocol_text(row)}; runs: "
                                  f"{', '.join(f'{v:.2f}' for v in res.get('runs', []))})" if res else accuracy(row)),
+            *paper_fields(lookup_row(row)),
             ("protocol hash", str(row.get("protocol_hash", "-"))), ("config hash", str(row.get("config_hash", "-"))),
             ("distillation", f"{row['distill_seconds'] / 60:.1f} min on {row.get('threads', '?')} thread(s), "
                              f"{row.get('machine', '?')}" if isinstance(row.get("distill_seconds"), (int, float)) else "-"),
