@@ -19,7 +19,8 @@ from ..io import read_json
 from ..fields import AT_LEAST_1, NON_NEGATIVE, Number, check_value
 from .protocol import get_protocol
 from .published import lookup_row, paper_cell, paper_fields, paper_notes
-from .results import RISING_MARK, RISING_NOTE, EvalReport, ModelResult
+from .results import RISING_NOTE, EvalReport, ModelResult
+from .tables import cell
 
 # Fields every row has, and their types (the rest are optional and read with care).
 _ROW_TYPES: dict[str, Any] = {"method": (str, None), "dataset": (str, None), "ipc": (int, AT_LEAST_1),
@@ -110,9 +111,7 @@ def accuracy(row: dict[str, Any]) -> str:
     res = row.get("convnet")
     if not res:
         return "not evaluated"
-    r = ModelResult.from_json(res)
-    text = f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
-    return f"{text} {RISING_MARK}" if r.rising else text
+    return cell(ModelResult.from_json(res))
 
 
 def rising_note(rows: list[dict[str, Any]]) -> Optional[str]:
