@@ -135,7 +135,8 @@ def cmd_eval(args) -> None:
         done.append({**snap, "mean": res.mean, "std": res.std, "runs": res.runs, "storage_bytes": synth.storage_bytes()})
         write_json(out_path, {"run": args.run, "method": synth.method, "protocol": rep.protocol, "split": args.split,
                               "rows": done})
-        print(f"{snap['file']}: {res.mean:.2f} ± {res.std:.2f} ({proto.name}, {args.split})", flush=True)
+        print(f"{snap['file']}: {accuracy_text(res.mean, res.std, len(res.runs))} ({proto.name}, {args.split})",
+              flush=True)
 
 
 def run_count(row: dict) -> int:
@@ -168,6 +169,11 @@ def still_rising(rows, minutes: float = math.inf):
     return last["mean"] - prev["mean"] > max(RISING_FLOOR, noise)
 
 
+def accuracy_text(mean: float, std: float, runs: int) -> str:
+    """mean ± std over the runs; one run shows its value alone (a 0.00 spread would claim a precision it lacks)."""
+    return f"{mean:.2f} ± {std:.2f}" if runs > 1 else f"{mean:.2f} (one run)"
+
+
 def rising_text(flag) -> str:
     """A table cell for ``still_rising``'s answer."""
     return "–" if flag is None else ("yes" if flag else "no")
@@ -198,12 +204,12 @@ def cmd_rank(args) -> None:
         marked = [r for r in results if r.get("mark", r["minutes"]) <= args.minutes]
         last = max(marked, key=lambda r: r["minutes"])
         rows.append((last["mean"], last["std"], last["minutes"], last["iteration"], os.path.normpath(run_dir),
-                     rising_text(still_rising(results, args.minutes))))
+                     rising_text(still_rising(results, args.minutes)), run_count(last)))
     # the run path stays the 2nd column (scripts/pool_screen.sh cuts it out with `cut -d'|' -f3`); new columns go last
     lines = [f"| rank | run | {args.split} accuracy (%) | minutes | iteration | still rising at the mark |",
              "|---:|---|---:|---:|---:|:---:|"]
-    lines += [f"| {i} | {run} | {mean:.2f} ± {std:.2f} | {minutes:.1f} | {it} | {rising} |"
-              for i, (mean, std, minutes, it, run, rising) in
+    lines += [f"| {i} | {run} | {accuracy_text(mean, std, n)} | {minutes:.1f} | {it} | {rising} |"
+              for i, (mean, std, minutes, it, run, rising, n) in
               enumerate(sorted(rows, key=lambda row: row[:5], reverse=True), 1)]
     print("\n".join(lines))
     if args.out:
@@ -223,7 +229,7 @@ def cmd_plot(args) -> None:
                         marker="o", capsize=3, label=label)
             rising = rising_text(still_rising(rows))  # at the run's last snapshot, shown on its last row
             lines += [f"| {os.path.basename(os.path.normpath(run_dir))} | {blob['method']} | {r['minutes']:.1f} | "
-                      f"{r['iteration']} | {r['mean']:.2f} ± {r['std']:.2f} | {blob['protocol']['name']} | "
+                      f"{r['iteration']} | {accuracy_text(r['mean'], r['std'], run_count(r))} | {blob['protocol']['name']} | "
                       f"{blob['split']} | {rising if i == len(rows) - 1 else ''} |" for i, r in enumerate(rows)]
     for spec in args.point:
         label, minutes, mean, std = _parse_reference(spec, 3)

@@ -119,7 +119,7 @@ def test_rank_flags_runs_still_rising_and_keeps_the_run_path_in_the_third_field(
     assert header == ["rank", "run", "validation accuracy (%)", "minutes", "iteration", "still rising at the mark"]
     cells = {c[1]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines[2:])}
     assert [line.split("|")[2].strip() for line in lines[2:]] == [os.path.normpath(r) for r in (rising, flat, late)]
-    assert cells[os.path.normpath(rising)][2:] == ["53.00 ± 0.00", "15.1", "150", "yes"]
+    assert cells[os.path.normpath(rising)][2:] == ["53.00 (one run)", "15.1", "150", "yes"]  # one run: no ± 0.00
     assert cells[os.path.normpath(flat)][5] == "no"
     assert cells[os.path.normpath(late)][5] == "yes"  # 40 -> 45 from the start to 15 min
     # at 5 min, the late run has only its start at or before the mark

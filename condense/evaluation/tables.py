@@ -65,6 +65,13 @@ def ranking_table(grid: GridReport) -> Optional[Table]:
     return table
 
 
+def _mean_std(summary: dict) -> str:
+    """A stored summary ("mean", "std", "runs") as ``cell`` shows a result: one run without a ± 0.00."""
+    runs = summary.get("runs")
+    one = isinstance(runs, (list, tuple)) and len(runs) == 1 or runs == 1
+    return f"{summary['mean']:.2f}" if one else f"{summary['mean']:.2f} ± {summary['std']:.2f}"
+
+
 def _split_rows(grid: GridReport) -> list[tuple[str, ...]]:
     """Per set and architecture under a soft-label protocol: soft labels, argmax labels, the random subset with
     the same soft labels, and the stored bytes of the set (as trained) and of that subset."""
@@ -74,7 +81,7 @@ def _split_rows(grid: GridReport) -> list[tuple[str, ...]]:
             soft = rep.results[m]
             rnd = (rep.ranking or {}).get(m)
             store = rep.storage or {}
-            rows.append((row_name(rep), m, cell(soft), f"{hard['mean']:.2f} ± {hard['std']:.2f}",
+            rows.append((row_name(rep), m, cell(soft), _mean_std(hard),
                          "–" if rnd is None else f"{rnd['random_mean']:.2f} ({store.get('ipc', '?')}/class)",
                          f"{store['set_bytes']:,} / {store['random_bytes']:,}" if store else "–"))
     return rows
