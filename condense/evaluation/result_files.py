@@ -118,7 +118,7 @@ def _teacher_table(blob: dict[str, Any], path: str) -> list[tuple[str, list[str]
         raise CondenseError(f"Teacher catalog {path} has 'teachers' that is not a list of rows.")
     if not rows:
         raise CondenseError(f"Teacher catalog {path} lists no teachers.")
-    keep = ("file", "dataset", "architecture", "test_accuracy", "epochs", "seed")
+    keep = ("file", "role", "dataset", "architecture", "test_accuracy", "epochs", "seed")
     return [(f"Teachers in `{path}`", _markdown([{k: r.get(k) for k in keep} for r in rows]))]
 
 

@@ -28,12 +28,26 @@ from ..seeding import seed_for
 from .barlow import RANGES, SSLConfig, barlow_twins_loss
 from .views import ViewConfig, two_views
 
+# `condense ssl` options with a flag of their own (the rest go through --set KEY=VALUE)
+_FLAGS = {"batch_size": "--batch-size", "lr": "--lr", "seed": "--seed", "data_root": "--data-root",
+          "max_per_class": "--max-per-class"}
 
 
-
-
-
-
+def rebuild_command(training: dict[str, Any], out: str) -> str:
+    """The `condense ssl` command that trains again, into ``out``, the encoder whose network file recorded
+    ``training`` (its ``SSLConfig``): the dataset, backbone and epochs always, every other option that is not
+    at its default."""
+    default = dataclasses.asdict(SSLConfig())
+    parts = [f"condense ssl --dataset {training.get('dataset', default['dataset'])} "
+             f"--model {training.get('model', default['model'])}"]
+    if training.get("model_args"):
+        parts.append(f"--model-args '{json.dumps(training['model_args'], sort_keys=True)}'")
+    parts.append(f"--epochs {training.get('epochs', default['epochs'])}")
+    for name in (f for f in default if f not in ("dataset", "model", "model_args", "epochs")):
+        value = training.get(name, default[name])
+        if value != default[name]:
+            parts.append(f"{_FLAGS[name]} {value}" if name in _FLAGS else f"--set {name}={value}")
+    return " ".join(parts + [f"--out {out}"])
 @torch.no_grad()
 def knn_accuracy(model: torch.nn.Module, data: Any, reference: int = 5000, queries: int = 2000) -> float:
     """1-NN accuracy (%) of L2-normalised ``embed`` features: fixed-seed samples of the train and test splits."""

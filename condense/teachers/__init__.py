@@ -1,11 +1,14 @@
 """Teachers as artifacts, for the decoupled family (SRe2L, RDED, INFER): networks trained once on the real
 training split by ``condense teachers`` (resumable, one network file each), loaded and checked by every
-method and by the evaluator, averaged into an ensemble, and named in a set by their checksums."""
+method and by the evaluator, averaged into an ensemble, and named in a set by their checksums; the teacher folder
+also keeps the self-supervised targets KRR-ST sets name by checksum (``named``)."""
 from .ensemble import Ensemble, static_logits
-from .files import (CATALOG, Teacher, check_reference, default_teachers_dir, find_reference, is_teacher_folder,
-                    load_teachers, reference_of, teacher_file, write_catalog)
+from .files import (CATALOG, CATALOG_ROLES, Teacher, check_reference, default_teachers_dir, find_reference,
+                    is_teacher_folder, load_teachers, record_in_catalog, reference_of, teacher_file, write_catalog)
+from .named import check_named, file_hint, find_network, network_reference
 from .training import RANGES, TeacherRecipe, train_teachers
 
-__all__ = ["CATALOG", "Ensemble", "RANGES", "Teacher", "TeacherRecipe", "check_reference", "default_teachers_dir",
-           "find_reference", "is_teacher_folder", "load_teachers", "reference_of", "static_logits", "teacher_file",
-           "train_teachers", "write_catalog"]
+__all__ = ["CATALOG", "CATALOG_ROLES", "Ensemble", "RANGES", "Teacher", "TeacherRecipe", "check_named",
+           "check_reference", "default_teachers_dir", "file_hint", "find_network", "find_reference",
+           "is_teacher_folder", "load_teachers", "network_reference", "record_in_catalog", "reference_of",
+           "static_logits", "teacher_file", "train_teachers", "write_catalog"]

@@ -4,7 +4,8 @@ A teacher is a network file (``condense.models.netfile``) with role ``teacher``,
 teachers`` as ``<data>_<architecture>_s<seed>.h5``. A run asks for teachers by a folder (every teacher in
 it trained on this run's data, sorted by file name), one file, or a comma-separated list of files; the
 default folder is ``$CONDENSE_TEACHERS``, else ``synth_sets/teachers`` of a source checkout, whose
-``catalog.json`` lists what it holds. Each teacher is checked (role, classes, image size, the data
+``catalog.json`` lists what it holds: its teachers and the self-supervised targets (role ``ssl``, written by
+``condense ssl``) that KRR-ST sets name by checksum (``condense.teachers.named``). Each teacher is checked (role, classes, image size, the data
 fingerprint, BatchNorm when a method reads its statistics) before its weights are read, and its weights
 against their checksum; every refusal is one sentence. A set labelled at train time names its teachers by
 ``reference_of`` (their checksums), which ``check_reference`` verifies.
@@ -27,6 +28,7 @@ from ..models import NetworkInfo, create_model, has_batchnorm, load_network, rea
 
 CATALOG = "catalog.json"
 _OWNED = (CATALOG, "README.md")
+CATALOG_ROLES = ("teacher", "ssl")  # the network files a teacher folder's catalog lists
 
 
 @dataclass
@@ -55,8 +57,8 @@ def is_teacher_folder(names: Sequence[str]) -> bool:
     return all(n.endswith((".h5", ".ckpt.pt")) or n in _OWNED or n.startswith(".tmp-") for n in names)
 
 
-def _infos(folder: str) -> list[NetworkInfo]:
-    """The teacher network files of ``folder`` (other files and other roles are not teachers)."""
+def _infos(folder: str, roles: Sequence[str] = ("teacher",)) -> list[NetworkInfo]:
+    """The network files of ``folder`` with one of ``roles``, by file name (other files are skipped)."""
     infos = []
     for name in sorted(os.listdir(folder)):
         if name.endswith(".h5"):
@@ -64,7 +66,7 @@ def _infos(folder: str) -> list[NetworkInfo]:
                 info = read_network_info(os.path.join(folder, name))
             except CondenseError:
                 continue  # not a network file (e.g. a set someone put there)
-            if info.role == "teacher":
+            if info.role in roles:
                 infos.append(info)
     return infos
 
@@ -159,23 +161,44 @@ def check_reference(reference: dict, teachers: Sequence[Teacher], where: str) ->
                             f"with checksum {given['checksum'][:12]}; give the set's own teacher.")
 
 
-def find_reference(reference: dict, folder: Optional[str] = None) -> Optional[str]:
-    """The comma-separated teacher files in ``folder`` (default: the default folder) whose checksums make up
-    ``reference``, or None when some member is not there."""
+def find_reference(reference: dict, folder: Optional[str] = None, role: str = "teacher") -> Optional[str]:
+    """The comma-separated network files of ``role`` in ``folder`` (default: the default folder) whose checksums
+    make up ``reference``, or None when some member is not there."""
     folder = folder or default_teachers_dir()
     members = reference.get("members") if isinstance(reference.get("members"), list) else [reference]
     wanted = [m.get("checksum") for m in members if isinstance(m, dict)]
     if not os.path.isdir(folder) or not wanted:
         return None
-    by_sum = {i.checksum: i.path for i in _infos(folder)}
+    by_sum = {i.checksum: i.path for i in _infos(folder, (role,))}
     return ",".join(by_sum[w] for w in wanted) if all(w in by_sum for w in wanted) else None
 
 
+def _catalog_row(info: NetworkInfo) -> dict:
+    """What the catalog says of one network file: its role, data, architecture, skill, recipe and checksum (a
+    self-supervised target's skill is the 1-NN accuracy of its representation; it has no classes)."""
+    row = {"file": os.path.basename(info.path), "role": info.role, "dataset": info.dataset,
+           "dataset_fingerprint": info.dataset_fingerprint, "architecture": info.architecture,
+           "model_args": info.model_args, "num_classes": info.num_classes, "image_shape": [info.channels,
+                                                                                         *info.image_size],
+           "test_accuracy": info.metrics.get("test_accuracy"), "epochs": info.training.get("epochs"),
+           "seed": info.training.get("seed"), "checksum": info.checksum, "created": info.created}
+    if info.role == "ssl":
+        row.update(num_classes=None, knn1_accuracy=info.metrics.get("knn1_accuracy"),
+                   feature_dim=info.metrics.get("feature_dim"))
+    return row
+
+
 def write_catalog(folder: str) -> str:
-    """``folder/catalog.json``: one row per teacher file, read back from the files themselves."""
-    rows = [{"file": os.path.basename(i.path), "dataset": i.dataset, "dataset_fingerprint": i.dataset_fingerprint,
-             "architecture": i.architecture, "model_args": i.model_args, "num_classes": i.num_classes,
-             "image_shape": [i.channels, *i.image_size], "test_accuracy": i.metrics.get("test_accuracy"),
-             "epochs": i.training.get("epochs"), "seed": i.training.get("seed"), "checksum": i.checksum,
-             "created": i.created} for i in _infos(folder)]
+    """``folder/catalog.json``: one row per teacher and self-supervised target file (``CATALOG_ROLES``), read
+    back from the files themselves."""
+    rows = [_catalog_row(i) for i in _infos(folder, CATALOG_ROLES)]
     return write_json(os.path.join(folder, CATALOG), {"teachers": rows}, sort_keys=True)
+
+
+def record_in_catalog(path: str) -> Optional[str]:
+    """After a network file is written: rewrite the catalog of its folder when that folder is a catalogued one
+    (it holds a ``catalog.json``, or it is the default folder); returns the catalog, else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    catalogued = os.path.isfile(os.path.join(folder, CATALOG)) or \
+        os.path.realpath(folder) == os.path.realpath(default_teachers_dir())
+    return write_catalog(folder) if catalogued else None
