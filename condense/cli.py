@@ -37,7 +37,7 @@ from .models import read_network_info
 from .ssl import SSLConfig, train_ssl
 from .store import SynthSet
 from .synth import distill, list_methods
-from .teachers import TeacherRecipe, train_teachers
+from .teachers import TeacherRecipe, record_in_catalog, train_teachers
 from .version import __version__
 
 DEFAULT_OUT = os.path.join("synth_sets", "{dataset}_{method}_ipc{ipc}.h5")
@@ -248,8 +248,10 @@ def cmd_ssl(args) -> int:
                     **options)
     train_ssl(cfg, args.out, device=args.device, resume=args.resume, restart=args.restart, quiet=args.quiet,
               log=_log(args) or (lambda m: None))
+    catalog = record_in_catalog(args.out)  # a teacher folder's catalog lists its self-supervised targets too
     if not args.quiet:
-        _console().print(f"Wrote [bold]{args.out}[/] (a {cfg.model} Barlow Twins encoder, role ssl).")
+        _console().print(f"Wrote [bold]{args.out}[/] (a {cfg.model} Barlow Twins encoder, role ssl)"
+                         + (f"; {catalog} lists it." if catalog else "."))
     return 0
 
 
@@ -514,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--transfer: optimiser steps of fine-tuning and of the linear probe (default 1000)")
     e.add_argument("--ssl", default=None, metavar="FILE.h5",
                    help="--transfer: the self-supervised target network of the random-subset baseline (default: "
-                        "the one a krr_st set names; without one the subset is pre-trained with CE on its labels)")
+                        "the one a krr_st set names by checksum, found in $CONDENSE_TEACHERS or synth_sets/teachers; "
+                        "a file given for such a set must be that one; without one the subset is pre-trained "
+                        "with CE on its labels)")
     e.add_argument("--kernel", default=None, choices=("ntk", "nngp"),
                    help="kernel-regression accuracy of each set as the support of KRR under the analytic kernel of a "
                         "wide ReLU MLP (kip, rkip: their own kernel)")
@@ -627,7 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_teachers)
 
     q = sub.add_parser("ssl", help="train a self-supervised (Barlow Twins) encoder on the unlabeled training split, "
-                                   "resumably: the target network of krr_st")
+                                   "resumably: the target network of krr_st (write it into synth_sets/teachers "
+                                   "or $CONDENSE_TEACHERS, where sets find it by checksum; that catalog lists it)")
     q.add_argument("--dataset", default="mnist5k")
     q.add_argument("--data-root", default=None)
     q.add_argument("--max-per-class", type=int, default=None)

@@ -162,6 +162,7 @@ def network_path(entry: Entry, relative: bool = False) -> str:
 def train_network(entry: Entry, cache: str, device: str) -> str:
     from condense.mae import MAEConfig, checkpoint_path as mae_checkpoint, train_mae
     from condense.ssl import SSLConfig, checkpoint_path as ssl_checkpoint, train_ssl
+    from condense.teachers import record_in_catalog
 
     kind, opts = entry.network
     config, train, checkpoint = {"ssl": (SSLConfig, train_ssl, ssl_checkpoint),
@@ -170,6 +171,7 @@ def train_network(entry: Entry, cache: str, device: str) -> str:
     if not os.path.exists(path):
         train(config(dataset=dataset_name(entry, cache), **opts), path, device=device,
               resume=os.path.exists(checkpoint(path)), quiet=False)
+        record_in_catalog(path)  # synth_sets/teachers/catalog.json lists the SSL targets sets name by checksum
     return path
 
 

@@ -61,6 +61,24 @@ def read_catalog(path: Optional[str] = None) -> dict[str, dict[str, Any]]:
     return check_catalog(blob, f"Zoo catalog {path}")
 
 
+def network_recipe(file_name: str, kind: str = "ssl", path: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """How a zoo entry's network (its row's ``network``: ``condense ssl`` or ``mae`` options) called ``file_name``
+    was trained: the row's dataset plus those options; None when no row names it or there is no catalog. Sets made
+    before their networks' training was recorded in them are rebuilt from it."""
+    path = path or default_catalog()
+    if not file_name or not os.path.isfile(path):
+        return None
+    try:
+        catalog = read_catalog(path)
+    except CondenseError:
+        return None
+    for row in catalog.values():
+        net = row.get("network")
+        if isinstance(net, dict) and net.get("kind") == kind and os.path.basename(str(net.get("file"))) == file_name:
+            return {"dataset": row["dataset"], **{k: v for k, v in net.items() if k not in ("file", "kind", "seconds")}}
+    return None
+
+
 def set_path(catalog_path: str, name: str) -> str:
     """Where the catalog's set ``name`` lives: ``zoo/NAME.h5`` beside the catalog."""
     return os.path.join(os.path.dirname(os.path.abspath(catalog_path)), "zoo", f"{name}.h5")

@@ -16,7 +16,10 @@ pretrain_krr_st.py``, ``pretrain_dc.py``, ``finetune.py``, ``linear_eval.py``), 
   pre-trains KIP/FRePo sets by MSE on their learned labels (AdamW 3e-4), not by cross-entropy on the argmax.
 - **Baselines**, trained with the same seeds: no pre-training (a random encoder), and a random real subset of
   the source training split of the same size, pre-trained on the same self-supervised targets (the target
-  network a KRR-ST set names, or ``ssl``), or with cross-entropy on its labels when no target network is known.
+  network a KRR-ST set names by checksum, found in the teacher folder, ``$CONDENSE_TEACHERS`` or
+  ``synth_sets/teachers``, or given as ``ssl`` and then checked against that checksum; else ``ssl``), or with
+  cross-entropy on its labels when no target network is known. A named target that cannot be found is one
+  sentence with the ``condense ssl`` command that rebuilds it.
 
 Run r uses ``seed_for("eval_run", seed, r)`` for every network's initialisation and batch order (so every row
 starts from the same weights and the same head), ``generator("transfer_labels", seed, r)`` for the labelled
@@ -27,6 +30,7 @@ target (as the official ``test.py`` does), so a second target costs only its fin
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -42,8 +46,11 @@ from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, SEED, check_f
 from ..kernels import embed_in_chunks
 from ..models import create_model, load_network, read_network_info
 from ..seeding import generator, seed_for
+from ..ssl import rebuild_command
 from ..store import SynthSet
+from ..teachers import default_teachers_dir, file_hint, find_network
 from ..train import Labels, TrainRecipe, fit, test_accuracy
+from .catalog import network_recipe
 from .transfer_report import TransferReport, TransferRow
 
 MODES = ("finetune", "linear")
@@ -114,6 +121,26 @@ class Source:
     note: str = ""
 
 
+def named_target(sets: Sequence[tuple[str, SynthSet]]) -> Optional[tuple[str, dict[str, Any]]]:
+    """The first KRR-ST set among ``sets`` and the reference of its target network (``config["target"]``)."""
+    for path, s in sets:
+        reference = s.config.get("target") if s.label_kind == "regression" else None
+        if isinstance(reference, dict) and isinstance(reference.get("checksum"), str):
+            return path, reference
+    return None
+
+
+def rebuild_target(reference: dict[str, Any], folder: str) -> str:
+    """The `condense ssl` command that trains a set's target again into ``folder`` under its file name: from the
+    training the set recorded, else (older sets) from the zoo row that names that file, else its dataset alone."""
+    name = file_hint(reference) or f"{reference.get('dataset')}_ssl.h5"
+    out = os.path.join(folder, name)
+    training = reference.get("training") if isinstance(reference.get("training"), dict) else network_recipe(name)
+    if training:
+        return rebuild_command(training, out)
+    return f"condense ssl --dataset {reference.get('dataset')} --out {out}"
+
+
 def labelled_rows(y: torch.Tensor, classes: int, fraction: float, g: torch.Generator) -> torch.Tensor:
     """max(1, round(fraction · n_c)) random rows of every class c, sorted."""
     y = y.cpu()
@@ -161,24 +188,24 @@ class Transfer:
         create_model(cfg.model, c, 2, (h, w), **cfg.model_args)  # fail now on a bad model
         self.source_data = load_dataset(first.dataset, root=self.source_root,
                                         max_per_class=first.config.get("run", {}).get("max_per_class"), device=device)
-        self.ssl_path, self.ssl_note = self._ssl_target()
+        self.ssl_path, self.ssl_note = self._ssl_target() if "random" in cfg.baselines else ("", "")
+        self.ssl_net = load_network(self.ssl_path, device)[0] if self.ssl_path else None  # weights checked now
 
     def _ssl_target(self) -> tuple[str, str]:
-        """The self-supervised target of the random baseline: ``ssl``, or the one a KRR-ST set names (checked)."""
+        """The self-supervised target of the random baseline: the one a KRR-ST set names, found by checksum (``ssl``,
+        when given, must be that one), else ``ssl``, else none."""
+        named = named_target(self.sets)
+        if named:
+            path, reference = named
+            found = find_network(reference, where=f"The set {path}", given=self.cfg.ssl, give="--ssl FILE",
+                                 rebuild=rebuild_target(reference, default_teachers_dir()))
+            return found, f"the target network of {path}"
         if self.cfg.ssl:
             info, shape = read_network_info(self.cfg.ssl), self.sets[0][1].image_shape
             if (info.channels, *info.image_size) != tuple(shape):
                 raise CondenseError(f"The target network {self.cfg.ssl} takes {info.channels}×{info.image_size[0]}×"
                                     f"{info.image_size[1]} images but the sets hold {'×'.join(map(str, shape))}.")
             return self.cfg.ssl, "the given target network"
-        for path, s in self.sets:
-            named = s.config.get("target") if s.label_kind == "regression" else None
-            if isinstance(named, dict) and isinstance(named.get("path"), str):
-                info = read_network_info(named["path"])
-                if info.checksum != named.get("checksum"):
-                    raise CondenseError(f"The set {path} was distilled against the target network {named['path']}, "
-                                        f"which has changed since (checksum); pass --ssl FILE for the random baseline.")
-                return named["path"], f"the target network of {path}"
         return "", ""
 
     # ---- sources ---------------------------------------------------------------------------------------------
@@ -203,10 +230,9 @@ class Transfer:
         rows = torch.randperm(len(data.train_y), generator=generator("transfer_random", self.cfg.seed, run))[:size]
         x = data.train_x[rows.to(data.train_x.device)]
         name = f"random subset ({size})"
-        if self.ssl_path:
-            net, _ = load_network(self.ssl_path, self.device)
+        if self.ssl_net is not None:
             with torch.no_grad():
-                y = embed_in_chunks(net.embed, x).float()
+                y = embed_in_chunks(self.ssl_net.embed, x).float()
             return Source(name, "regression", x, y, note=f"SSL targets from {self.ssl_note}")
         return Source(name, "labels", x, data.train_y[rows.to(data.train_y.device)], data.num_classes,
                       note="cross-entropy on its labels (no target network known)")
