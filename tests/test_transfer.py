@@ -65,7 +65,15 @@ def sets(tmp_path_factory):
             "rnd_set": rnd}
 
 
-def test_transfer_runs_end_to_end_with_both_baselines(sets):
+@pytest.fixture
+def found(sets, monkeypatch):
+    """The sets' folder as the teacher folder: where the krr_st set's target is found by its checksum."""
+    monkeypatch.setenv("CONDENSE_TEACHERS", sets["dir"])
+    return sets
+
+
+def test_transfer_runs_end_to_end_with_both_baselines(found):
+    sets = found
     cfg = TransferConfig(targets=[TARGET, "mnist5k@size=8"], fractions=[0.05, 1.0], runs=2, pretrain_epochs=3,
                          finetune_steps=5, linear_steps=5, **NET)
     report, second = evaluate_transfer([(sets["krr"], sets["krr_set"]), (sets["rnd"], sets["rnd_set"])], cfg,
@@ -87,7 +95,8 @@ def test_transfer_runs_end_to_end_with_both_baselines(sets):
     assert "| no pre-training |" in report.markdown() and json.dumps(report.to_json())
 
 
-def test_same_seed_gives_the_same_scores(sets):
+def test_same_seed_gives_the_same_scores(found):
+    sets = found
     cfg = TransferConfig(targets=[TARGET], fractions=[0.1], modes=["finetune"], baselines=[], runs=1,
                          pretrain_epochs=2, finetune_steps=3, **NET)
     a, = evaluate_transfer([(sets["krr"], sets["krr_set"])], cfg, device="cpu")
@@ -101,7 +110,8 @@ def transfer_argv(path, target=TARGET, modes="linear", models="ConvNetBN", *extr
             "--device", "cpu", "--quiet", *extra]
 
 
-def test_cli_writes_the_table_and_refuses_bad_targets(sets, capsys):
+def test_cli_writes_the_table_and_refuses_bad_targets(found, capsys):
+    sets = found
     out = os.path.join(sets["dir"], "t.json")
     assert main(transfer_argv(sets["krr"], TARGET, "linear", "ConvNetBN", "--json", out)) == 0
     blob = json.load(open(out))

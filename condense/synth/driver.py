@@ -38,10 +38,20 @@ class DriverOptions:
     on_step: Optional[OnStep] = None  # called after every iteration (logging, quick evals)
 
 
+def _without_hints(value: Any) -> Any:
+    """``value`` without the file names of the networks it names by checksum (teachers, KRR-ST's target): hints
+    for finding them, not settings, so a run resumes after its networks were moved or renamed."""
+    if isinstance(value, dict):
+        return {k: _without_hints(v) for k, v in value.items() if not (k == "file" and "checksum" in value)}
+    if isinstance(value, list):
+        return [_without_hints(v) for v in value]
+    return value
+
+
 def _config_key(method: Synthesizer) -> str:
     """The settings a checkpoint must agree on to be resumed: everything but the budget, which may grow unless
-    the method's lr schedule spans it."""
-    cfg = json.loads(json.dumps(method.synth.config, default=str))
+    the method's lr schedule spans it, and the file-name hints of named networks."""
+    cfg = _without_hints(json.loads(json.dumps(method.synth.config, default=str)))
     if not method.scheduled:
         cfg["method_config"].pop("iterations", None)
     return json.dumps(cfg, sort_keys=True)

@@ -9,7 +9,11 @@ on the features of a network) is solved in closed form by kernel ridge regressio
     L = MSE(K_ts (K_ss + λI)⁻¹ Y_s, target(X_t))        X_t: an augmented real batch (crop ±1/8, flip)
 
 - X_s: random real images (no class balance: the source is unlabeled); Y_s = target(X_s), un-augmented. The
-  target is a network file from ``condense ssl`` (role ``ssl``; its ``embed``, i.e. the encoder without head).
+  target is a network file from ``condense ssl`` (role ``ssl``; its ``embed``, i.e. the encoder without head),
+  given as a file or as the checksum of one in the teacher folder. The set names it by checksum, never by path
+  (``config["target"]``: ``condense.teachers.network_reference``; ``method_config.target`` is its checksum), so
+  a resumed run, the transfer baseline and a re-run from the set find it by checksum in ``$CONDENSE_TEACHERS``,
+  else ``synth_sets/teachers`` (``condense.teachers.find_network``).
 - The features come from a pool of ``pool`` networks of the run's model (the official ConvNet-BN 128-256-512;
   ``--model ConvNetBN`` is the nearest registry model) with a D-output linear head. Each starts, at the first
   iteration, at a random age in [1, pool_age) reached by that many full-batch SGD steps of MSE(model(X_s), Y_s)
@@ -32,6 +36,7 @@ pool is part of the checkpoint, so resume is bit-exact.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -43,14 +48,18 @@ from ..errors import CondenseError
 from ..kernels import Ridge, embed_in_chunks, feature_kernel, krr_predict
 from ..models import create_model, load_network
 from ..seeding import generator, seed_for
+from ..teachers import default_teachers_dir, find_network, network_reference
 from ..train import Labels, TrainRecipe, fit
 from .base import MethodConfig, Synthesizer, register_method
+
+_CHECKSUM = re.compile(r"[0-9a-f]{64}")  # a network file's SHA-256: how a set's config names its target
 
 
 @dataclass
 class KRRSTConfig(MethodConfig):
     iterations: int = 200         # CPU-sized; the official runs 160,000
-    target: str = ""              # network file of the self-supervised target (`condense ssl`); required
+    target: str = ""              # the self-supervised target (`condense ssl`): a network file, or the checksum of
+                                  # one in the teacher folder; required. The set records it by checksum.
     images: int = 0               # |X_s|; 0 = IPC × classes (the official CIFAR-100 set has 1,000)
     lr_img: float = 1e-3          # AdamW on X_s and Y_s (official default; its README: 1e-4 on CIFAR-100)
     lr_final: float = 1e-3        # the lr decays linearly to lr_final × lr_img over the run
@@ -142,20 +151,32 @@ class KRRST(Synthesizer):
     def xy(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.synth.images, self.synth.labels
 
-    def _load_target(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+    def _target_file(self) -> str:
+        """The file the ``target`` option names: a network file, or the checksum of one in the teacher folder
+        (a set's own config names its target so; a resumed run and a re-run from a set find it wherever it is)."""
         cfg, ds = self.cfg, self.ctx.dataset
         if not cfg.target:
             raise CondenseError("krr_st needs a self-supervised target network: train one with `condense ssl "
-                                f"--dataset {ds.name} --out ssl.h5` and pass --set target=ssl.h5.")
-        target, info = load_network(cfg.target, self.ctx.device)
+                                f"--dataset {ds.name} --out {os.path.join(default_teachers_dir(), 'ssl.h5')}` and "
+                                "pass --set target=FILE.")
+        if os.path.isfile(cfg.target) or not _CHECKSUM.fullmatch(cfg.target):
+            return cfg.target  # a path (load_network refuses a missing one in one sentence)
+        folder = default_teachers_dir()
+        return find_network({"checksum": cfg.target, "role": "ssl", "architecture": "self-supervised target"},
+                            where="krr_st's option target", give="--set target=FILE",
+                            rebuild=f"condense ssl --dataset {ds.name} --out {os.path.join(folder, 'NAME.h5')}")
+
+    def _load_target(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The frozen target network and how the set names it (``network_reference``: by checksum, no path)."""
+        ds = self.ctx.dataset
+        path = self._target_file()
+        target, info = load_network(path, self.ctx.device)
         if (info.channels, *info.image_size) != tuple(ds.image_shape):
-            raise CondenseError(f"The target network {cfg.target} takes {info.channels}×{info.image_size[0]}×"
+            raise CondenseError(f"The target network {path} takes {info.channels}×{info.image_size[0]}×"
                                 f"{info.image_size[1]} images but {ds.name} has {'×'.join(map(str, ds.image_shape))}.")
         if not hasattr(target, "embed"):
-            raise CondenseError(f"The target network {cfg.target} has no embed(); use a registry model.")
-        return target.requires_grad_(False), {"path": os.path.abspath(cfg.target), "checksum": info.checksum,
-                                              "role": info.role,
-                                              "architecture": info.architecture, "dataset": info.dataset}
+            raise CondenseError(f"The target network {path} has no embed(); use a registry model.")
+        return target.requires_grad_(False), network_reference(info)
 
     def init(self):
         cfg, ctx = self.cfg, self.ctx
@@ -177,6 +198,7 @@ class KRRST(Synthesizer):
         self.optimizer = torch.optim.AdamW([images, targets], lr=cfg.lr_img, weight_decay=cfg.weight_decay)
         self.synth = self.new_synthset(images, targets, label_kind="regression")
         self.synth.config["target"] = target_info  # the resume key and the transfer baseline read it
+        self.synth.config["method_config"]["target"] = target_info["checksum"]  # not where the file was
         strategy = "crop_flip" if ctx.dataset.hflip_safe else "crop"
         self.augment = [DSA(DSAConfig(strategy=s)) for s in strategy.split("_")] if cfg.augment else []
         self.ridge = Ridge(cfg.ridge)
