@@ -121,16 +121,69 @@ def test_old_imagefolder_paths_resolve_by_folder_name(roots, tmp_path, capsys, m
     assert code == 2 and "not on this machine" in out.err and "digitspng" in out.err
 
 
-def test_the_zoo_cifar_sets_name_the_documented_folder():
-    """The first CIFAR-10 zoo sets recorded /tmp/condense_zoo/cifar10-jpeg: they resolve to DIR/cifar10, the folder
-    synth_sets/README.md tells users to extract cifar10-jpeg.tar into, and their data's fingerprint is known."""
+def test_the_zoo_cifar_sets_record_a_name_and_the_jpeg_fingerprint():
+    """Every CIFAR-10 zoo set records the name `cifar10` and the fingerprint of the JPEG recoding they were built from
+    (scripts/migrate_dataset_refs.py moved the first ones off /tmp/condense_zoo/cifar10-jpeg); the legacy resolver
+    stays for users' older files, and synth_sets/README.md says where that data comes from."""
     assert refs.LEGACY_NAMES["cifar10-jpeg"] == "cifar10"
-    assert len(refs.LEGACY_FINGERPRINTS["cifar10-jpeg"]) == 16
-    zoo = os.path.join(os.path.dirname(__file__), "..", "synth_sets", "zoo", "cifar10_dm_ipc10.h5")
-    synth = SynthSet.load(zoo)
-    assert synth.dataset == "imagefolder:/tmp/condense_zoo/cifar10-jpeg"
+    zoo = os.path.join(os.path.dirname(__file__), "..", "synth_sets", "zoo")
+    names = sorted(n for n in os.listdir(zoo) if n.startswith("cifar10_") and n.endswith(".h5"))
+    assert len(names) >= 6
+    for name in names:
+        synth = SynthSet.load(os.path.join(zoo, name))
+        assert (synth.dataset, synth.dataset_fingerprint) == ("cifar10", refs.LEGACY_FINGERPRINTS["cifar10-jpeg"])
     readme = open(os.path.join(os.path.dirname(__file__), "..", "synth_sets", "README.md"), encoding="utf-8").read()
-    assert "tar xf" in readme and "cifar10" in readme and "CONDENSE_DATA" in readme
+    assert "tar xf" in readme and "cifar-10-batches-py" in readme and "CONDENSE_DATA" in readme
+    assert refs.LEGACY_FINGERPRINTS["cifar10-jpeg"] in readme
+
+
+def legacy_copy(src: str, dst: str, dataset: str) -> None:
+    """``src`` rewritten as a format-1 file of another machine: that machine's folder, no fingerprint, no
+    format-2 attributes, decoder group or source indices (as the first zoo sets were)."""
+    from dataclasses import replace
+
+    replace(SynthSet.load(src), source_indices=None).save(dst)
+    with h5py.File(dst, "r+") as f:
+        for key in ("label_kind", "label_temperature", "relabel_network", "decoder", "dataset_fingerprint"):
+            del f.attrs[key]
+        del f["decoder"]
+        f.attrs["format_version"] = 1
+        f.attrs["dataset"] = dataset
+
+
+def test_the_migration_script_rewrites_only_the_reference(roots, tmp_path, capsys):
+    """scripts/migrate_dataset_refs.py: a format-1 file that recorded another machine's folder gets a name and the
+    data's fingerprint (computed from --data-root), bit-identical arrays, and then evaluates from that root alone;
+    a fingerprint that contradicts the known one is refused in one sentence and the file left as it was."""
+    import subprocess
+    import sys
+
+    distil(capsys, tmp_path / "s.h5", "--dataset", f"imagefolder:{roots['a']}/digitspng")
+    old = str(tmp_path / "old.h5")
+    legacy_copy(str(tmp_path / "s.h5"), old, "imagefolder:/tmp/condense_zoo/digitspng")
+    with h5py.File(old, "r") as f:
+        before = {k: f[k][()] for k in ("images", "labels")}
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "migrate_dataset_refs.py")
+    # one thread, as conftest.py: a tiny dataset's float statistics (hence its fingerprint) vary with the thread count
+    env = {**os.environ, "CONDENSE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, script, old, "--dataset", "digitspng", "--data-root", roots["b"]],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "bit-identical" in done.stdout and "format 1 -> 2" in done.stdout
+    migrated = SynthSet.load(old)
+    expected = load_dataset("digitspng", root=roots["b"]).fingerprint()
+    assert (migrated.dataset, migrated.dataset_fingerprint) == ("digitspng", expected)
+    with h5py.File(old, "r") as f:
+        for k, v in before.items():
+            assert f[k].dtype == v.dtype and f[k][()].tobytes() == v.tobytes()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".migrate-")]
+    code, out = evaluate(capsys, old, "--data-root", roots["b"])
+    assert code == 0, out.err
+    state = open(old, "rb").read()
+    refused = subprocess.run([sys.executable, script, old, "--dataset", "digitspng", "--fingerprint", "0" * 16],
+                             capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and expected in refused.stderr
+    assert open(old, "rb").read() == state
 
 
 def test_a_registry_name_falls_back_to_an_image_tree(roots, tmp_path):
