@@ -5,14 +5,17 @@
     python scripts/make_zoo.py --catalog               # rewrite synth_sets/README.md from catalog.json (and the
                                                        # papers' figures in condense/evaluation/published.json)
     python scripts/make_zoo.py --report                # plots of the catalog into synth_sets/report/
+    python scripts/make_zoo.py --refresh --only cifar10  # re-read built files' bytes and data fingerprint into
+                                                       # catalog.json (after scripts/migrate_dataset_refs.py)
     python scripts/make_zoo.py --stage distill         # distil only (time it on a quiet machine) ...
     python scripts/make_zoo.py --stage eval            # ... and evaluate later, e.g. alongside other work
 
 Each entry distils one set with `condense.synth.distill` (checkpointed: a killed run resumes),
 evaluates it with `condense.evaluation.evaluate` under the entry's protocol and seeds, and records
 the command, config hash, accuracy, distillation wall time and date in synth_sets/catalog.json.
-CIFAR-10 comes from ../shared/data/cifar10-jpeg.tar (JPEG-recoded), extracted once to a cache dir
-and read as `imagefolder:`; the library itself never needs it.
+CIFAR-10 comes from ../shared/data/cifar10-jpeg.tar (JPEG-recoded), extracted once into CACHE/cifar10 and read
+as the dataset `cifar10` with data root CACHE, as synth_sets/README.md has users extract it into DIR/cifar10: each
+set records the name and the data's fingerprint, never the cache path. The library itself never needs the tar.
 """
 from __future__ import annotations
 
@@ -108,9 +111,11 @@ ENTRIES.sort(key=lambda e: PRIORITY.index(e.name) if e.name in PRIORITY else len
 
 
 def dataset_name(entry: Entry, cache: str) -> str:
+    """The name a set records: the entry's registry name, or `cifar10` for the JPEG tar, extracted on first use into
+    CACHE/cifar10 where that name finds it (read with ``data_options``)."""
     if entry.dataset != "cifar10-jpeg":
         return entry.dataset
-    folder = os.path.join(cache, "cifar10-jpeg")
+    folder = os.path.join(cache, "cifar10")
     if not os.path.isdir(os.path.join(folder, "train")):
         if not os.path.isfile(CIFAR_TAR):
             raise SystemExit(f"make_zoo: {CIFAR_TAR} is missing; CIFAR-10 entries need it.")
@@ -119,7 +124,12 @@ def dataset_name(entry: Entry, cache: str) -> str:
             tar.extractall(tmp, filter="data")
         inner = tmp if os.path.isdir(os.path.join(tmp, "train")) else os.path.join(tmp, os.listdir(tmp)[0])
         os.replace(inner, folder)
-    return f"imagefolder:{folder}"
+    return "cifar10"
+
+
+def data_options(entry: Entry, cache: str) -> dict:
+    """The data root an entry's data is read from: the cache for the CIFAR-10 tar, none for bundled data."""
+    return {"data_root": cache} if entry.dataset == "cifar10-jpeg" else {}
 
 
 def command(entry: Entry) -> str:
@@ -169,7 +179,7 @@ def train_network(entry: Entry, cache: str, device: str) -> str:
                                  "mae": (MAEConfig, train_mae, mae_checkpoint)}[kind]
     path = network_path(entry)
     if not os.path.exists(path):
-        train(config(dataset=dataset_name(entry, cache), **opts), path, device=device,
+        train(config(dataset=dataset_name(entry, cache), **data_options(entry, cache), **opts), path, device=device,
               resume=os.path.exists(checkpoint(path)), quiet=False)
         record_in_catalog(path)  # synth_sets/teachers/catalog.json lists the SSL targets sets name by checksum
     return path
@@ -216,11 +226,12 @@ def distil_entry(entry: Entry, cache: str, device: str) -> dict:
         expert_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     synth = distill(entry.method, dataset_name(entry, cache), entry.ipc, out=out,
-                    resume=os.path.exists(checkpoint_path(out)), quiet=False, device=device, seed=0, **options)
+                    resume=os.path.exists(checkpoint_path(out)), quiet=False, device=device, seed=0,
+                    **data_options(entry, cache), **options)
     row = {"command": command(entry), "config_hash": synth.config_hash(), "dataset": entry.dataset,
            "method": entry.method, "ipc": entry.ipc, "budget": dict(entry.options),
            "distill_seconds": round(time.perf_counter() - t0, 1), "date": datetime.date.today().isoformat(),
-           "bytes": os.path.getsize(out), "threads": torch.get_num_threads(), "machine": platform.machine()}
+           "threads": torch.get_num_threads(), "machine": platform.machine(), **file_fields(entry.name)}
     if entry.experts:
         row["experts"] = dict(entry.experts, seconds=round(expert_seconds, 1))
     if entry.network:
@@ -236,9 +247,9 @@ def evaluate_entry(entry: Entry, row: dict, cache: str, device: str) -> dict:
     same storage per run, labelled like the set) and, under a soft-label protocol, the argmax-label runs."""
     from condense.evaluation import run_grid
 
-    dataset_name(entry, cache)  # make sure CIFAR-10 is extracted: the set names its folder
+    dataset_name(entry, cache)  # make sure CIFAR-10 is extracted: the set records the cache as its data root
     grid = run_grid([os.path.join(SETS, entry.name + ".h5")], models="ConvNet", protocol=entry.protocol,
-                    runs=entry.runs, device=device, log=lambda m: print(m, flush=True))
+                    runs=entry.runs, device=device, log=lambda m: print(m, flush=True), **data_options(entry, cache))
     report = grid.sets[0]
     out = dict(row, protocol=report.protocol["name"], protocol_hash=report.protocol["hash"],
                convnet=report.results["ConvNet"].to_json())
@@ -278,6 +289,16 @@ def write_plots(catalog: dict) -> str:
                                   images=0, lr=float("nan"), seed=0, seeds=[], protocol=protocol,
                                   results={m: ModelResult.from_json(v) for m, v in results.items()}))
     return render_report(reports, os.path.join(ZOO, "report"), sources=["synth_sets/catalog.json"])
+
+
+def file_fields(name: str) -> dict:
+    """The catalog fields an entry's file decides: its size and the fingerprint of the data it records (the data
+    `condense eval` checks before scoring; none for a file that records none)."""
+    from condense.store import SynthSet
+
+    path = os.path.join(SETS, name + ".h5")
+    fingerprint = SynthSet.load(path).dataset_fingerprint
+    return {"bytes": os.path.getsize(path), **({"dataset_fingerprint": fingerprint} if fingerprint else {})}
 
 
 def update_catalog(name: str, row: dict) -> None:
@@ -401,6 +422,8 @@ def main():
     p.add_argument("--only", default="", help="build entries whose name contains this")
     p.add_argument("--catalog", action="store_true", help="only rewrite synth_sets/README.md")
     p.add_argument("--report", action="store_true", help="only write the plots of the catalog to synth_sets/report/")
+    p.add_argument("--refresh", action="store_true",
+                   help="only re-read built entries' file fields (bytes, data fingerprint) into catalog.json")
     p.add_argument("--cross-arch", action="store_true", help="add the cross-architecture row to built entries marked for it")
     p.add_argument("--stage", choices=("all", "distill", "eval"), default="all",
                    help="distil and evaluate, or only one of the two (a distilled entry waits in catalog.json)")
@@ -415,7 +438,11 @@ def main():
     if args.report:
         print(write_plots(load_catalog()))
         return
-    if args.cross_arch:
+    if args.refresh:
+        for name, row in sorted(load_catalog().items()):
+            if args.only in name and os.path.isfile(os.path.join(SETS, name + ".h5")):
+                update_catalog(name, {**row, **file_fields(name)})
+    elif args.cross_arch:
         for entry in ENTRIES:
             row = load_catalog().get(entry.name)
             if entry.cross_arch and args.only in entry.name and row and "convnet" in row and "cross_arch" not in row:

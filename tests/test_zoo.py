@@ -58,7 +58,9 @@ def mismatches(row: dict, synth: SynthSet, path: str) -> list[str]:
     wrong = [f"{key}: row {want!r}, file {have!r}" for key, want, have in (
         ("method", row["method"], synth.method), ("ipc", row["ipc"], run.get("ipc")),
         ("config_hash", row["config_hash"], synth.config_hash()), ("bytes", row["bytes"], os.path.getsize(path)),
-        ("teachers", row.get("teachers"), synth.config.get("teachers") if "teachers" in row else None)) if want != have]
+        ("teachers", row.get("teachers"), synth.config.get("teachers") if "teachers" in row else None),
+        ("dataset_fingerprint", row.get("dataset_fingerprint"),
+         synth.dataset_fingerprint if "dataset_fingerprint" in row else None)) if want != have]
     if not same_data(synth.dataset, row["dataset"]):
         wrong.append(f"dataset: row {row['dataset']!r}, file {synth.dataset!r}")
     for key, want in row.get("budget", {}).items():
