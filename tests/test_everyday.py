@@ -6,6 +6,7 @@ import inspect
 import os
 import pydoc
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -131,7 +132,8 @@ def test_report_panels_hold_one_protocol_and_at_most_eight_series(tmp_path, monk
     plots.plot_curves(reports, str(tmp_path / "c.png"))
     plots.plot_accuracy_vs_ipc(reports, str(tmp_path / "a.png"))
     curve_axes, ipc_axes = figures[0].axes, [a for a in figures[1].axes if a.get_visible()]
-    assert all(ax.xaxis.get_major_locator()._integer for ax in curve_axes)
+    for ax in curve_axes:  # the epoch axis from 0, ticked at the checkpoints (25 and 50 of 50; 150 and 300 of 300)
+        assert ax.get_xlim()[0] == 0 and list(ax.get_xticks()) in ([25, 50], [150, 300])
     for ax in ipc_axes + curve_axes[1::2]:
         legend = ax.get_legend()
         assert legend is not None and legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
@@ -140,6 +142,31 @@ def test_report_panels_hold_one_protocol_and_at_most_eight_series(tmp_path, monk
     assert not os.path.exists(tmp_path / "one" / "accuracy_vs_ipc.png")  # one point shows no trend
     text = open(tmp_path / "one" / "README.md").read()
     assert "50.00 (one run)" in text and "± 0.00" not in text and "Accuracy vs IPC" not in text
+
+
+def test_report_draws_one_line_per_recipe_and_no_error_bar_for_one_run(tmp_path, monkeypatch):
+    """Two dm recipes (the zoo's cifar10_dm_* and cifar10_dm_cpu_*) are two lines, never one line through both that
+    jumps at the IPC they share; a method with one set per IPC stays one line under its name; equal points are
+    nudged apart; a single run gets no error bar (its spread is unknown), several their std."""
+    def named(set_name, method, ipc, acc):
+        r = _report(method, ipc, acc=acc)
+        r.set = set_name
+        return r
+
+    reports = [named("x_dm_ipc1.h5", "dm", 1, 30), named("x_dm_ipc10.h5", "dm", 10, 46),
+               named("x_dm_cpu_ipc1.h5", "dm", 1, 37), named("x_dm_cpu_ipc10.h5", "dm", 10, 51),
+               named("x_kmeans_ipc1.h5", "kmeans", 1, 30), named("x_kmeans_ipc10.h5", "kmeans", 10, 40)]
+    points, panels = plots.ipc_panels(reports)
+    (key, series, _, _), = panels
+    assert series == ["dm (x_dm)", "dm (x_dm_cpu)", "kmeans"]
+    assert sorted(p[0] for p in points[key]["dm (x_dm_cpu)"]) == [1, 10]
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: figures.append(fig) or path)
+    plots.plot_accuracy_vs_ipc(reports, str(tmp_path / "a.png"))
+    xs = [tuple(c.lines[0].get_xdata()) for c in figures[0].axes[0].containers]  # each series' data line
+    assert len(xs) == 3 and len({x[0] for x in xs}) == 3  # the three IPC-1 points (two equal) side by side
+    single, several = _report("a", 10, runs=1).results["ConvNet"], _report("b", 10).results["ConvNet"]
+    assert np.isnan(plots.bar_error(single)) and plots.bar_error(several) == several.std
 
 
 def test_the_main_job_is_dm_with_the_cpu_preset_and_stays_overridable(tmp_path, capsys):

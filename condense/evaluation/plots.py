@@ -4,14 +4,19 @@ Plots (matplotlib figures without pyplot: no display, no global backend switch),
 dataset under one protocol (so 50- and 300-epoch runs never share an axis) and at most ``MAX_SERIES`` series
 (more are split over further panels), with the legend beside the axes, never over the data:
 - ``accuracy_vs_ipc.png``: mean ± std test accuracy against IPC, one line per method with at least two IPCs
-  (left out when no method has two);
-- ``cross_arch.png``: grouped bars, one group per architecture, one bar per set, std as error bars;
-- ``curves.png``: selection-split accuracy over training (mean over seeds, std band) and training loss, integer
-  epoch ticks.
+  (left out when no method has two); a method with two sets at one IPC in a panel (two recipes, e.g. the zoo's
+  ``cifar10_dm_ipc10`` and ``cifar10_dm_cpu_ipc10``) gets one line per recipe, named by the set files without
+  their IPC, never one line through both; series are nudged sideways so equal points stay visible;
+- ``cross_arch.png``: grouped bars, one group per architecture, one bar per set, std as error bars (none for a
+  single run, whose spread is unknown);
+- ``curves.png``: selection-split accuracy over training (mean over seeds, std band) and training loss, the
+  epoch axis from 0 with ticks at the checkpoints (integer ticks when there are many), so a protocol that keeps
+  two checkpoints shows two points late in training, not a curve over the whole axis.
 """
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from typing import Optional, Sequence
 
@@ -26,6 +31,8 @@ from .results import RISING_MARK, RISING_NOTE, EvalReport, load_reports
 
 MAX_SERIES = 8
 BASELINE = "random"  # the random real subset: repeated, dashed, in every part of a split panel
+DODGE = 0.012  # sideways step between accuracy-vs-IPC series, in decades of the log IPC axis
+MAX_EPOCH_TICKS = 12  # up to this many checkpoints, the epoch axis ticks exactly at them
 
 
 def _label(r: EvalReport) -> str:
@@ -65,20 +72,41 @@ def _headline_model(r: EvalReport) -> str:
     return "ConvNet" if "ConvNet" in r.results else next(iter(r.results))
 
 
-def ipc_panels(reports: Sequence[EvalReport]) -> tuple[dict, list[tuple[tuple[str, str, str], list[str], int, int]]]:
-    """The points (per panel key (dataset, protocol, architecture), per method: (IPC, mean, std)) and the panels
-    of the accuracy-vs-IPC plot: (key, methods, part, parts); only methods with at least two IPCs."""
-    panels: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+def _recipe(r: EvalReport) -> str:
+    """The set's file name without extension and IPC token: ``cifar10_dm_cpu_ipc10.h5`` -> ``cifar10_dm_cpu``."""
+    name = os.path.splitext(os.path.basename(r.set or r.name))[0]
+    return re.sub(r"_?ipc\d+", "", name) or name
+
+
+def _is_baseline(series: str) -> bool:
+    return series == BASELINE or series.startswith(BASELINE + " (")
+
+
+def _series_names(reports: Sequence[EvalReport]) -> list[str]:
+    """Each report's series in its accuracy-vs-IPC panel: its method, or ``method (recipe)`` when that method has
+    two sets at one IPC there (one line through both would join two recipes and jump at that IPC)."""
+    seen: dict[tuple, int] = defaultdict(int)
     for r in reports:
-        if r.reference:
-            continue
+        seen[(r.dataset, r.protocol["name"], _headline_model(r), r.method, r.ipc)] += 1
+    clash = {k[:4] for k, n in seen.items() if n > 1}
+    return [f"{r.method} ({_recipe(r)})" if (r.dataset, r.protocol["name"], _headline_model(r), r.method) in clash
+            else r.method for r in reports]
+
+
+def ipc_panels(reports: Sequence[EvalReport]) -> tuple[dict, list[tuple[tuple[str, str, str], list[str], int, int]]]:
+    """The points (per panel key (dataset, protocol, architecture), per series: (IPC, mean, std)) and the panels
+    of the accuracy-vs-IPC plot: (key, series, part, parts); only series with at least two IPCs. A series is a
+    method, split by recipe where it has two sets at one IPC (``_series_names``)."""
+    panels: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    reports = [r for r in reports if not r.reference]
+    for r, series in zip(reports, _series_names(reports)):
         model = _headline_model(r)
         res = r.results[model]
-        panels[(r.dataset, r.protocol["name"], model)][r.method].append((r.ipc, res.mean, res.std))
+        panels[(r.dataset, r.protocol["name"], model)][series].append((r.ipc, res.mean, res.std))
     jobs = []
     for key in sorted(panels):
         trends = sorted(m for m, pts in panels[key].items() if len({p[0] for p in pts}) > 1)
-        baseline = [m for m in trends if m == BASELINE]  # drawn in every part of a split panel, for comparison
+        baseline = [m for m in trends if _is_baseline(m)]  # drawn in every part of a split panel, for comparison
         parts = _chunks([m for m in trends if m not in baseline], MAX_SERIES - len(baseline)) or [[]]
         jobs += [(key, part + baseline, i, len(parts)) for i, part in enumerate(parts) if part + baseline]
     return panels, jobs
@@ -92,11 +120,12 @@ def plot_accuracy_vs_ipc(reports: Sequence[EvalReport], path: str) -> Optional[s
         return None
     fig, axes = _panels(len(jobs), 2, 6.2, 3.8)
     for ax, (key, methods, i, n) in zip(axes, jobs):
-        for method in methods:
+        for j, method in enumerate(methods):
             pts = sorted(panels[key][method])
-            style = {"color": "black", "linestyle": "--"} if method == BASELINE else {}
-            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
-                        label=method, **style)
+            style = {"color": "black", "linestyle": "--"} if _is_baseline(method) else {}
+            nudge = 10 ** (DODGE * (j - (len(methods) - 1) / 2))  # equal points side by side, not on top
+            ax.errorbar([p[0] * nudge for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                        capsize=3, label=method, **style)
         every = [p for m in panels[key].values() for p in m]  # parts of one panel share the y range
         low, high = min(p[1] - p[2] for p in every), max(p[1] + p[2] for p in every)
         ax.set_ylim(low - 0.05 * (high - low + 1), high + 0.05 * (high - low + 1))
@@ -111,6 +140,11 @@ def plot_accuracy_vs_ipc(reports: Sequence[EvalReport], path: str) -> Optional[s
         ax.grid(alpha=0.3)
         _legend_beside(ax)
     return save_figure(fig, path, dpi=110)
+
+
+def bar_error(res) -> float:
+    """The error bar of one result: its std over seeds, or NaN (no bar) for a single run, whose spread is unknown."""
+    return res.std if len(res.runs) > 1 else float("nan")
 
 
 def plot_cross_arch(reports: Sequence[EvalReport], path: str) -> str:
@@ -128,14 +162,14 @@ def plot_cross_arch(reports: Sequence[EvalReport], path: str) -> str:
         x = np.arange(len(models))
         for j, r in enumerate(part):
             means = [r.results[m].mean if m in r.results else np.nan for m in models]
-            stds = [r.results[m].std if m in r.results else 0 for m in models]
+            stds = [bar_error(r.results[m]) if m in r.results else 0 for m in models]
             ax.bar(x + (j - (len(part) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=_label(r),
                    hatch="//" if r.reference else None)
         ax.set_xticks(x)
         ax.set_xticklabels(models, rotation=20)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(_part(f"{key[0]}, {key[1]} protocol: accuracy per architecture (mean ± std over seeds)", i, n),
-                     fontsize=10)
+        ax.set_title(_part(f"{key[0]}, {key[1]} protocol: accuracy per architecture (mean ± std over seeds; "
+                           "no bar: one run)", i, n), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         _legend_beside(ax)
     return save_figure(fig, path, dpi=110)
@@ -155,6 +189,17 @@ def curve_panels(reports: Sequence[EvalReport]) -> list[tuple[tuple[str, str, st
             for i, part in enumerate(parts)]
 
 
+def epoch_axis(ax, epochs: set) -> None:
+    """The epoch axis from 0 (training starts there, whatever the first checkpoint), ticked at the checkpoints when
+    there are at most MAX_EPOCH_TICKS of them, else at integers."""
+    if epochs:
+        ax.set_xlim(0, max(epochs) * 1.04)
+    if 0 < len(epochs) <= MAX_EPOCH_TICKS:
+        ax.set_xticks(sorted(epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_curves(reports: Sequence[EvalReport], path: str) -> str:
     """One row per (dataset, architecture, protocol) and at most MAX_SERIES sets: accuracy over training (mean ±
     std band over seeds) beside the training loss; the legend sits right of the loss axes."""
@@ -162,11 +207,13 @@ def plot_curves(reports: Sequence[EvalReport], path: str) -> str:
     fig, axes = new_figure(len(jobs), 2, figsize=(13, 3.4 * len(jobs)), squeeze=False)
     colours = colormaps["tab10"].colors
     for (acc_ax, loss_ax), ((dataset, model, protocol), part, i, n) in zip(axes, jobs):
+        checkpoints = set()
         for j, r in enumerate(part):
             res = r.results[model]
             curves = [c for c in res.curves if c]
             colour = colours[j % len(colours)]
             epochs = [e for e, _ in curves[0]]
+            checkpoints.update(epochs)
             acc = np.array([[a for _, a in c] for c in curves if len(c) == len(epochs)])
             acc_ax.plot(epochs, acc.mean(0), marker=".", color=colour, label=_label(r))
             acc_ax.fill_between(epochs, acc.mean(0) - acc.std(0), acc.mean(0) + acc.std(0), alpha=0.15, color=colour)
@@ -182,7 +229,7 @@ def plot_curves(reports: Sequence[EvalReport], path: str) -> str:
             loss_ax.set_yscale("log")
         for ax in (acc_ax, loss_ax):
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            epoch_axis(ax, checkpoints)
             ax.grid(alpha=0.3)
         handles, labels = acc_ax.get_legend_handles_labels()
         if handles:
