@@ -9,7 +9,8 @@
 #
 # Outputs: synth_sets/teachers/ (teachers + catalog.json), runs/decoupled/<data>_<method>_ipc10.h5,
 # runs/decoupled/<data>_{soft,relabel}.json and .md (the tables: soft | argmax | random, same soft labels |
-# bytes). dm (and, on mnist5k, random and kmeans) reuse the published zoo sets.
+# bytes). dm (and, on mnist5k, every set: the zoo's were made by the same commands and teachers) reuse the
+# published zoo sets.
 set -euo pipefail
 CONDENSE=${CONDENSE:-.venv/bin/condense}
 TEACHERS=synth_sets/teachers
@@ -45,14 +46,21 @@ for data in "${@:-mnist5k}"; do
         random=$OUT/${name}_random_ipc10.h5 kmeans=$OUT/${name}_kmeans_ipc10.h5
         dm=synth_sets/zoo/cifar10_dm_ipc10.h5
     fi
-    # every soft label of the table comes from the same two teachers (sre2l recovers against the first)
-    distil "${name}_sre2l_ipc10" --method sre2l --dataset "$data" --teacher "$TEACHERS" --set num_teachers=2
-    distil "${name}_rded_ipc10" --method rded --dataset "$data" --teacher "$TEACHERS" --set num_teachers=2
-    distil "${name}_infer_ipc10" --method infer --dataset "$data" --teacher "$TEACHERS"
-    distil "${name}_infer_dyn_ipc10" --method infer_dyn --dataset "$data" --teacher "$TEACHERS"
+    # every soft label of the table comes from the same two teachers (sre2l recovers against the first);
+    # the zoo's mnist5k sets were made by these very commands against these teachers, so they are reused
+    declare -A made=()
+    for method in sre2l rded infer infer_dyn; do
+        made[$method]="$OUT/${name}_${method}_ipc10.h5"
+        [ "$name" = mnist5k ] && made[$method]="synth_sets/zoo/mnist5k_${method}_ipc10.h5"
+    done
+    if [ "$name" != mnist5k ]; then
+        distil "${name}_sre2l_ipc10" --method sre2l --dataset "$data" --teacher "$TEACHERS" --set num_teachers=2
+        distil "${name}_rded_ipc10" --method rded --dataset "$data" --teacher "$TEACHERS" --set num_teachers=2
+        distil "${name}_infer_ipc10" --method infer --dataset "$data" --teacher "$TEACHERS"
+        distil "${name}_infer_dyn_ipc10" --method infer_dyn --dataset "$data" --teacher "$TEACHERS"
+    fi
     # static soft labels: stored (sre2l, infer) or the teachers' logits on the images (random, kmeans, dm)
-    evaluate "${name}_soft" soft "$data" "$random" "$kmeans" "$dm" "$OUT/${name}_sre2l_ipc10.h5" \
-        "$OUT/${name}_infer_ipc10.h5"
+    evaluate "${name}_soft" soft "$data" "$random" "$kmeans" "$dm" "${made[sre2l]}" "${made[infer]}"
     # dynamic soft labels, the same recipe: the sets that name their teachers (rded, infer+dyn)
-    evaluate "${name}_relabel" relabel "$data" "$OUT/${name}_rded_ipc10.h5" "$OUT/${name}_infer_dyn_ipc10.h5"
+    evaluate "${name}_relabel" relabel "$data" "${made[rded]}" "${made[infer_dyn]}"
 done
