@@ -21,7 +21,7 @@ from .device import resolve_device
 from .errors import CondenseError
 from .evaluation import resolve_models, run_grid
 from .evaluation.kernel_eval import evaluate_kernel
-from .evaluation.references import build_reference
+from .evaluation.references import build_reference, full_accuracy, is_references_folder
 from .evaluation.transfer import TransferConfig, evaluate_transfer
 from .evaluation.plots import render_report
 from .evaluation.catalog import entry_table, read_catalog, zoo_table, default_catalog
@@ -33,7 +33,6 @@ from .grids import save_grid
 from .interop import FORMATS, LAYOUTS, export_set, file_sha256, import_set
 from .io import check_output, reading, staged_folder, write_json, write_text
 from .mae import MAEConfig, train_mae
-from .models import read_network_info
 from .ssl import SSLConfig, train_ssl
 from .store import SynthSet
 from .synth import distill, list_methods
@@ -275,14 +274,16 @@ def cmd_mae(args) -> int:
 
 def cmd_reference(args) -> int:
     if args.out:
-        check_output(args.out, folder=True, owned=lambda names: all(n.startswith("full_") for n in names))
+        check_output(args.out, folder=True, owned=is_references_folder)
     data = load_dataset(args.dataset, root=args.data_root, device=resolve_device(args.device))
+    model_args = parse_json(args.model_args, "--model-args")
     for model in resolve_models(args.models):
-        path = build_reference(data, model, parse_json(args.model_args, "--model-args"), args.out, seed=args.seed,
-                               log=_log(args) or (lambda m: None))
-        info = read_network_info(path)
-        _console().print(f"{model}: {info.metrics['test_accuracy']:.2f}% on {data.name} ({info.metrics['protocol']}), "
-                         f"[bold]{path}[/]")
+        path = build_reference(data, model, model_args, args.out, seed=args.seed, log=_log(args) or (lambda m: None),
+                               weights=args.weights)
+        where = f"[bold]{path}[/]" if path.endswith(".h5") else \
+            f"from [bold]{path}[/] (no network file here; --weights rebuilds it)"
+        _console().print(f"{model}: {full_accuracy(data, model, model_args, args.out):.2f}% on {data.name} (full), "
+                         f"{where}")
     return 0
 
 
@@ -539,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model-args", default=None)
     f.add_argument("--out", default=None, help="folder (default: $CONDENSE_REFERENCES, else synth_sets/references)")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--weights", action="store_true",
+                   help="train the network even when the folder's catalog.json already has its accuracy (the "
+                        "weights are not committed; HLR needs only the accuracy)")
     f.add_argument("--device", default="auto")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_reference)

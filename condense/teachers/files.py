@@ -23,10 +23,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import CondenseError
-from ..io import write_json
 from ..models import NetworkInfo, create_model, has_batchnorm, load_network, read_network_info
-
-CATALOG = "catalog.json"
+from ..models.catalog import CATALOG, network_infos, write_network_catalog
 _OWNED = (CATALOG, "README.md")
 CATALOG_ROLES = ("teacher", "ssl")  # the network files a teacher folder's catalog lists
 
@@ -55,20 +53,6 @@ def teacher_file(folder: str, dataset: str, model: str, seed: int) -> str:
 def is_teacher_folder(names: Sequence[str]) -> bool:
     """Whether a folder holds only what ``condense teachers`` writes (so it may write there again)."""
     return all(n.endswith((".h5", ".ckpt.pt")) or n in _OWNED or n.startswith(".tmp-") for n in names)
-
-
-def _infos(folder: str, roles: Sequence[str] = ("teacher",)) -> list[NetworkInfo]:
-    """The network files of ``folder`` with one of ``roles``, by file name (other files are skipped)."""
-    infos = []
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".h5"):
-            try:
-                info = read_network_info(os.path.join(folder, name))
-            except CondenseError:
-                continue  # not a network file (e.g. a set someone put there)
-            if info.role in roles:
-                infos.append(info)
-    return infos
 
 
 def _describe(info: NetworkInfo) -> str:
@@ -102,7 +86,7 @@ def _files(spec: str, fingerprint: str) -> list[str]:
     """The files a teacher spec names: a folder's teachers for this data, or explicit files."""
     folder = spec or default_teachers_dir()
     if os.path.isdir(folder):
-        infos = _infos(folder)
+        infos = network_infos(folder, ("teacher",))
         mine = [i.path for i in infos if i.dataset_fingerprint == fingerprint]
         if not mine:
             held = sorted({f"{i.dataset} ({i.dataset_fingerprint})" for i in infos})
@@ -169,7 +153,7 @@ def find_reference(reference: dict, folder: Optional[str] = None, role: str = "t
     wanted = [m.get("checksum") for m in members if isinstance(m, dict)]
     if not os.path.isdir(folder) or not wanted:
         return None
-    by_sum = {i.checksum: i.path for i in _infos(folder, (role,))}
+    by_sum = {i.checksum: i.path for i in network_infos(folder, (role,))}
     return ",".join(by_sum[w] for w in wanted) if all(w in by_sum for w in wanted) else None
 
 
@@ -191,8 +175,7 @@ def _catalog_row(info: NetworkInfo) -> dict:
 def write_catalog(folder: str) -> str:
     """``folder/catalog.json``: one row per teacher and self-supervised target file (``CATALOG_ROLES``), read
     back from the files themselves."""
-    rows = [_catalog_row(i) for i in _infos(folder, CATALOG_ROLES)]
-    return write_json(os.path.join(folder, CATALOG), {"teachers": rows}, sort_keys=True)
+    return write_network_catalog(folder, "teachers", CATALOG_ROLES, _catalog_row)
 
 
 def record_in_catalog(path: str) -> Optional[str]:
