@@ -143,6 +143,23 @@ def test_fingerprint_identifies_the_data_not_its_name(digits, mnist5k):
     assert replace(digits, train_y=y).fingerprint() != fp
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channel_stats_ignore_the_thread_count_and_keep_the_serial_values(channels):
+    """Grey statistics under 2 threads are the 1-thread ones (torch's 2-thread mean of one channel differs in the
+    last bit); RGB ones are torch's own per-channel values, which the recorded CIFAR-10 fingerprint used."""
+    from condense.data.dataset import channel_stats
+
+    x = torch.rand(5000, channels, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.7 + 0.1
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).tolist())
+        torch.set_num_threads(2)
+        assert channel_stats(x) == serial and torch.get_num_threads() == 2  # the caller's count is restored
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _indexed(ds):
     """The dataset with image i replaced by the constant i, so split membership can be read off the pixels."""
     n = len(ds.train_y)

@@ -164,8 +164,8 @@ def test_the_migration_script_rewrites_only_the_reference(roots, tmp_path, capsy
     with h5py.File(old, "r") as f:
         before = {k: f[k][()] for k in ("images", "labels")}
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "migrate_dataset_refs.py")
-    # one thread, as conftest.py: a tiny dataset's float statistics (hence its fingerprint) vary with the thread count
-    env = {**os.environ, "CONDENSE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    # the script on the machine's thread count, this test on one (conftest.py): the fingerprints must agree
+    env = {**os.environ, "CONDENSE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "2"}
     done = subprocess.run([sys.executable, script, old, "--dataset", "digitspng", "--data-root", roots["b"]],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -184,6 +184,30 @@ def test_the_migration_script_rewrites_only_the_reference(roots, tmp_path, capsy
                              capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and expected in refused.stderr
     assert open(old, "rb").read() == state
+
+
+def test_an_image_tree_fingerprint_ignores_the_thread_count(tmp_path):
+    """80 grey 24×24 PNGs: enough pixels for torch to split the mean over threads, which used to change the mean's
+    last bit, the normalised pixels and so the fingerprint between 1 and 2 threads."""
+    import torch
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 4)):
+        for c in ("a", "b"):
+            os.makedirs(tmp_path / "tree" / split / c)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8), "L").save(
+                    tmp_path / "tree" / split / c / f"{i}.png")
+    previous = torch.get_num_threads()
+    try:
+        fingerprints = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fingerprints.append(load_dataset(f"imagefolder:{tmp_path / 'tree'}").fingerprint())
+    finally:
+        torch.set_num_threads(previous)
+    assert fingerprints[0] == fingerprints[1]
 
 
 def test_a_registry_name_falls_back_to_an_image_tree(roots, tmp_path):

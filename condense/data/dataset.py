@@ -3,10 +3,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
+
+
+@contextmanager
+def one_thread():
+    """torch on one CPU thread for the body; the previous thread count is restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (at least 1e-6) of (N, C, H, W) images, the same on any thread count.
+
+    torch reduces a large CPU tensor to a single value (a grey dataset's mean) by adding per-thread partial sums,
+    so the last bit of the mean, hence every normalised pixel and the fingerprint, changed with the thread count.
+    One thread sums in the serial order, which a reduction to several values (RGB) already used for each channel
+    on any thread count: RGB datasets (CIFAR-10) keep their fingerprints, grey ones keep their 1-thread ones."""
+    with one_thread():
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 @dataclass
@@ -80,8 +105,7 @@ def from_uint8(name: str, train: tuple, test: tuple, class_names: list[str], mea
 
     tx, vx = to_float(train[0]), to_float(test[0])
     if mean is None:
-        mean = tuple(tx.mean(dim=(0, 2, 3)).tolist())
-        std = tuple(tx.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+        mean, std = channel_stats(tx)
     ds = ImageDataset(name=name, train_x=tx, train_y=torch.as_tensor(train[1]).long(), test_x=vx,
                       test_y=torch.as_tensor(test[1]).long(), class_names=list(class_names), mean=tuple(mean),
                       std=tuple(std), hflip_safe=hflip_safe)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CondenseError
-from .dataset import ImageDataset
+from .dataset import ImageDataset, channel_stats
 
 VIEW_OPTIONS = ("classes", "size", "channels")
 _LUMA = (0.299, 0.587, 0.114)
@@ -122,7 +122,7 @@ def _to_channels(ds: ImageDataset, channels: int) -> ImageDataset:
     luma = torch.tensor(_LUMA).view(1, 3, 1, 1)
     grey = {k: (ds.denormalize(getattr(ds, k)) * luma.to(getattr(ds, k))).sum(1, keepdim=True)
             for k in splits if getattr(ds, k) is not None}
-    mean, std = grey["train_x"].mean().item(), max(grey["train_x"].std().item(), 1e-6)
+    (mean,), (std,) = channel_stats(grey["train_x"])
     return replace(ds, mean=(mean,), std=(std,), **{k: (v - mean) / std for k, v in grey.items()})
 
 
