@@ -11,8 +11,6 @@ import sys
 import warnings
 from typing import Any, Callable, Optional, Sequence
 
-from rich.console import Console
-from rich.table import Table
 
 from . import dist
 from .audit import run_audit
@@ -26,7 +24,8 @@ from .evaluation.transfer import TransferConfig, evaluate_transfer
 from .evaluation.plots import render_report
 from .evaluation.catalog import entry_table, read_catalog, zoo_table, default_catalog
 from .evaluation.result_files import is_report_folder, read_result_files
-from .evaluation.tables import markdown, ranking_table, rich_table, split_table
+from .evaluation.tables import console as _console, markdown, plural, ranking_table, rich_table, split_table, \
+    titled_table
 from .experts import ExpertConfig, train_buffer
 from .fields import SEED, Range, check_value
 from .grids import save_grid
@@ -71,11 +70,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         raise CondenseError(f"{message[0].upper()}{message[1:].rstrip('.')} (see `{self.prog} --help`).")
-
-
-def _console(stderr: bool = False) -> Console:
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)  # piped: no 80-column cut
 
 
 def parse_json(text: Optional[str], option: str, kind: type = dict) -> Any:
@@ -130,7 +124,7 @@ def _log(args) -> Optional[Callable[[str], None]]:
 
 # ---- commands -------------------------------------------------------------------------------
 def cmd_datasets(args) -> int:
-    table = Table(title="Datasets")
+    table = titled_table("Datasets")
     for col in ("name", "shape", "classes", "needs --data-root", "description"):
         table.add_column(col)
     for info in list_datasets():
@@ -166,7 +160,7 @@ def cmd_distill(args) -> int:
                     validation=ValidationSpec(args.validation) if args.validation is not None else None, **options)
     if not args.quiet and dist.is_main():
         _console().print(f"Wrote [bold]{out}[/]: {synth.images.shape[0]} images "
-                         f"({synth.ipc} per class, {synth.method}, {synth.iterations_done} iterations).")
+                         f"({synth.ipc} per class, {synth.method}, {plural(synth.iterations_done, 'iteration')}).")
     return 0
 
 
@@ -306,7 +300,7 @@ def cmd_audit(args) -> int:
     results = run_audit(args.set_path, args.checks, report, options=options, dataset=args.dataset,
                         data_root=args.data_root, device=resolve_device(args.device), seed=args.seed,
                         log=_log(args) or (lambda m: None))
-    table = Table(title=f"Audit of {os.path.basename(args.set_path)}")
+    table = titled_table(f"Audit of {os.path.basename(args.set_path)}")
     table.add_column("check")
     table.add_column("verdict")
     for r in results:
@@ -324,7 +318,7 @@ def cmd_show(args) -> int:
     synth = SynthSet.load(args.set)
     if png and synth.decoder["kind"] != "identity":
         check_output(decoded)
-    table = Table(title=args.set, show_header=False)
+    table = titled_table(args.set, show_header=False)  # a path, never markup
     table.add_column("field", style="bold")
     table.add_column("value")
     rows = [("method", synth.method), ("dataset", synth.dataset), ("images", str(synth.images.shape[0])),
@@ -405,7 +399,7 @@ def cmd_teachers(args) -> int:
                            data_root=args.data_root, max_per_class=args.max_per_class,
                            device=resolve_device(args.device), quiet=args.quiet, log=_log(args) or (lambda m: None))
     if not args.quiet:
-        _console().print(f"{len(paths)} teacher(s) in [bold]{args.out}[/] (catalog.json lists them).")
+        _console().print(f"{plural(len(paths), 'teacher')} in [bold]{args.out}[/] (catalog.json lists them).")
     return 0
 
 

@@ -419,10 +419,9 @@ SECTIONS = {"dm": bench_dm, "datadam": bench_datadam, "trajectory": bench_trajec
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from condense.evaluation.tables import console, titled_table
 
-    table = Table(title=f"{result['section']}: {result['input']}")
+    table = titled_table(f"{result['section']}: {result['input']}")
     table.add_column("variant")
     table.add_column(result.get("unit", "s / iteration"), justify="right")
     more = [k for k in result["rows"][0] if k not in ("variant", "seconds")]  # e.g. memory columns
@@ -431,9 +430,9 @@ def print_table(result: dict) -> None:
     for row in result["rows"]:
         table.add_row(row["variant"], f"{row['seconds']:.3f}",
                       *(f"{row.get(k):.1f}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in more))
-    Console().print(table)
+    console().print(table)
     extras = {k: v for k, v in result.items() if k not in ("section", "input", "rows", "unit")}
-    Console().print(", ".join(f"{k} = {v:.2f}" if isinstance(v, float) else f"{k} = {v}" for k, v in extras.items()))
+    console().print(", ".join(f"{k} = {v:.2f}" if isinstance(v, float) else f"{k} = {v}" for k, v in extras.items()))
 
 
 def main() -> None:

@@ -111,8 +111,7 @@ def work(args):
 
 
 def report(args):
-    from rich.console import Console
-    from rich.table import Table
+    from condense.evaluation.tables import console, summary_cell, titled_table
 
     found, settings = {}, None
     # workers may write to sub-folders of --out-dir (e.g. one per IPC)
@@ -132,7 +131,7 @@ def report(args):
     title = (f"{args.dataset}: {s.get('eval_model', 'ConvNet')} test accuracy (%), mean ± std over seeds; "
              f"protocol '{s['protocol']}', distilled with ConvNet {s['model_args']}, {s['iterations']} DM/DataDAM "
              f"iterations, DC/DSA {s['gm_iterations']} iterations at IPC 1 / 10, batch_real {s['batch_real']}")
-    table = Table(title=title)
+    table = titled_table(title)
     table.add_column("method")
     for ipc in args.ipcs:
         table.add_column(f"IPC {ipc}", justify="right")
@@ -142,10 +141,10 @@ def report(args):
         cells_ = []
         for ipc in args.ipcs:
             v = summary.get(f"{row}|ipc{ipc}")
-            cells_.append(f"{v['mean']:.2f} ± {v['std']:.2f} (n={v['n']})" if v else "-")
+            cells_.append(f"{summary_cell(v)} (n={v['n']})" if v else "-")
         table.add_row(row, *cells_)
         lines.append(f"| {row} | " + " | ".join(cells_) + " |")
-    Console().print(table)
+    console().print(table)
     base = os.path.join(args.out_dir, args.dataset)
     write_json(base + ".json", {"settings": s, "summary": summary, "cells": found}, indent=1)
     write_text(base + ".md", "\n".join(lines) + "\n")

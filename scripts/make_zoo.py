@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from condense.evaluation.tables import ior_cell, summary_cell
 from condense.io import write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -368,7 +369,7 @@ def write_readme(catalog: dict) -> None:
             e = r["experts"]
             trained = f"trained in {e['seconds'] / 60:.1f} min" if e["seconds"] > 1 else "buffer reused"
             budget += f"; {e['num']} experts × {e['epochs']} epochs ({trained}, not in distil time)"
-        acc = f"{r['convnet']['mean']:.2f} ± {r['convnet']['std']:.2f}"
+        acc = summary_cell(r["convnet"])
         mark = " (note)" if r.get("note") else ""
         lines.append(f"| `zoo/{name}.h5` | {r['method']} | {r['ipc']} | {budget} | {acc} | {paper_cell(lookup_row(r))} | {r['protocol']}, "
                      f"{len(r['convnet']['runs'])} | {r['distill_seconds'] / 60:.1f} min, {r['threads']}{mark} | `{r['config_hash']}` | {r['date']} |")
@@ -381,7 +382,7 @@ def write_readme(catalog: dict) -> None:
         for n in sorted(ranked):
             k, r = ranked[n], catalog[n]
             lines.append(f"| `{n}.h5` | {r['protocol']} | {r['convnet']['mean']:.2f} | {k['random_mean']:.2f} | "
-                         f"{k['ior']:+.2f} ± {k['ior_std']:.2f} |")
+                         f"{ior_cell(k)} |")
     soft = {n: r for n, r in catalog.items() if "argmax" in r}
     if soft:
         lines += ["", "Soft-label entries (never mixed with the hard-label table above): the set with its labels "
@@ -394,8 +395,8 @@ def write_readme(catalog: dict) -> None:
             r = soft[n]
             a, k, b = r["argmax"]["ConvNet"], (r.get("ranking") or {}).get("ConvNet"), r.get("storage") or {}
             rand = f"{k['random_mean']:.2f}" if k else "-"
-            lines.append(f"| `{n}.h5` | {r['protocol']} | {r['convnet']['mean']:.2f} ± {r['convnet']['std']:.2f} | "
-                         f"{a['mean']:.2f} ± {a['std']:.2f} | {rand} | {b.get('set_bytes', '-'):,} / "
+            lines.append(f"| `{n}.h5` | {r['protocol']} | {summary_cell(r['convnet'])} | "
+                         f"{summary_cell(a)} | {rand} | {b.get('set_bytes', '-'):,} / "
                          f"{b.get('random_bytes', '-'):,} |")
     notes = [f"- `{n}`: {r['note']}" for n, r in sorted(catalog.items()) if r.get("note")]
     if notes:
@@ -462,7 +463,7 @@ def main():
                 print(f"== evaluate {entry.name}", flush=True)
                 row = evaluate_entry(entry, row, args.cache, args.device)
                 update_catalog(entry.name, row)
-                print(f"{entry.name}: {row['convnet']['mean']:.2f} ± {row['convnet']['std']:.2f}", flush=True)
+                print(f"{entry.name}: {summary_cell(row['convnet'])}", flush=True)
     write_readme(load_catalog())
 
 

@@ -20,7 +20,7 @@ from ..fields import AT_LEAST_1, NON_NEGATIVE, Number, check_value
 from .protocol import get_protocol
 from .published import lookup_row, paper_cell, paper_fields, paper_notes
 from .results import RISING_NOTE, EvalReport, ModelResult
-from .tables import cell
+from .tables import cell, plural, titled_table
 
 # Fields every row has, and their types (the rest are optional and read with care).
 _ROW_TYPES: dict[str, Any] = {"method": (str, None), "dataset": (str, None), "ipc": (int, AT_LEAST_1),
@@ -156,8 +156,8 @@ def zoo_table(catalog: dict[str, dict[str, Any]], where: str) -> Table:
     bytes, budget."""
     matches = {name: lookup_row(row) for name, row in catalog.items()}
     notes = [n for n in [rising_note(list(catalog.values()))] + paper_notes(matches.values()) if n]
-    table = Table(title=escape(f"Zoo ({where}): ConvNet test accuracy (%), mean ± std over the runs"),
-                  caption=escape("\n".join(notes)) if notes else None, caption_justify="left")
+    table = titled_table(f"Zoo ({where}): ConvNet test accuracy (%), mean ± std over the runs",
+                         caption=escape("\n".join(notes)) if notes else None, caption_justify="left")
     for col in ("set", "method", "dataset", "IPC", "accuracy", "protocol", "paper", "storage", "budget"):
         table.add_column(col, justify="right" if col in ("IPC", "accuracy", "storage") else "left")
     for name in _order(catalog):
@@ -175,6 +175,11 @@ def data_setup(dataset: str) -> str:
     source = f"{dataset}.tar" if name != dataset else f"the {dataset} image tree"
     return (f"extract {source} into DIR/{name} (train/ and test/ inside), then pass --data-root DIR or set "
             f"{DATA_ENV}=DIR (synth_sets/README.md)")
+
+
+def _threads(row: dict[str, Any]) -> str:
+    threads = row.get("threads")
+    return plural(threads, "thread") if isinstance(threads, int) else "? threads"
 
 
 def entry_table(name: str, catalog: dict[str, dict[str, Any]], catalog_path: str) -> Table:
@@ -195,7 +200,7 @@ def entry_table(name: str, catalog: dict[str, dict[str, Any]], catalog_path: str
                                  f"{', '.join(f'{v:.2f}' for v in res.get('runs', []))})" if res else accuracy(row)),
             *paper_fields(lookup_row(row)),
             ("protocol hash", str(row.get("protocol_hash", "-"))), ("config hash", str(row.get("config_hash", "-"))),
-            ("distillation", f"{row['distill_seconds'] / 60:.1f} min on {row.get('threads', '?')} thread(s), "
+            ("distillation", f"{row['distill_seconds'] / 60:.1f} min on {_threads(row)}, "
                              f"{row.get('machine', '?')}" if isinstance(row.get("distill_seconds"), (int, float)) else "-"),
             ("date", str(row.get("date", "-"))), ("data", data_setup(row["dataset"])),
             ("made by", row["command"]),
@@ -203,7 +208,7 @@ def entry_table(name: str, catalog: dict[str, dict[str, Any]], catalog_path: str
                             f"{' --runs ' + str(len(res['runs'])) if res else ''}{' --data-root DIR' if needs_data else ''}")]
     if row.get("note"):
         rows.append(("note", row["note"]))
-    table = Table(title=escape(f"Zoo entry {name}"), show_header=False, caption=rising_note([row]))
+    table = titled_table(f"Zoo entry {name}", show_header=False, caption=rising_note([row]))
     table.add_column("field", style="bold")
     table.add_column("value")
     for k, v in rows:

@@ -25,6 +25,7 @@ from .protocol import Protocol, derive
 from .real_data import dataset_of, real_data_for
 from .results import EvalReport, GridReport, ModelResult
 from .soft_labels import resolve_teachers
+from .tables import plural
 
 REFERENCES = ("full", "random")
 
@@ -215,7 +216,7 @@ def run_grid(paths: Sequence[str], *, models: Any = "ConvNet", protocol: str | P
                 match = storage_match(synth, proto.labels == "soft", cap=smallest)
                 report.storage = {**match, "stored_total": synth.storage_bytes()["total"]}
                 if log:
-                    log(f"IOR: {runs} fresh random subsets of {match['ipc']} images per class "
+                    log(f"IOR: {plural(runs, 'fresh random subset')} of {match['ipc']} images per class "
                         f"({match['random_bytes']:,} bytes against the set's {match['set_bytes']:,}), "
                         f"{'the same labeller, ' if soft else ''}the same runs")
                 report.ranking = ranking_of(synth, report, proto, seed, references,

@@ -20,6 +20,7 @@ from ..errors import CondenseError
 from ..kernels import ReluNet, Ridge, centred_one_hot, krr_coefficients, relu_kernels
 from ..store import SynthSet
 from .real_data import real_data_for
+from .tables import titled_table
 
 KINDS = ("ntk", "nngp")
 KERNEL_METHODS = ("kip", "rkip")
@@ -67,7 +68,7 @@ class KernelReport:
         return f"Kernel regression ({self.kernel.upper()} of a wide ReLU MLP), {self.split} accuracy (%)"
 
     def rich_table(self) -> Table:
-        table = Table(title=escape(self.title()))
+        table = titled_table(self.title())
         for col in ("set", "method", "images", "kernel", "accuracy"):
             table.add_column(col, justify="right" if col in ("images", "accuracy") else "left")
         for r in self.rows:

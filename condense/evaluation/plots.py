@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from ..figures import new_figure, save_figure
 from ..io import write_text
 from .results import RISING_MARK, RISING_NOTE, EvalReport, load_reports
+from .tables import mean_std
 
 
 MAX_SERIES = 8
@@ -238,7 +239,8 @@ def plot_curves(reports: Sequence[EvalReport], path: str) -> str:
 
 
 def _cell(res) -> str:
-    text = f"{res.mean:.2f} (one run)" if len(res.runs) == 1 else f"{res.mean:.2f} ± {res.std:.2f} (n={len(res.runs)})"
+    n = len(res.runs)  # results of several files: each cell says how many runs it holds
+    text = f"{mean_std(res.mean, res.std, n)} ({'one run' if n == 1 else f'n={n}'})"
     return f"{text} {RISING_MARK}" if res.rising else text
 
 

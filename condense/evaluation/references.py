@@ -25,6 +25,7 @@ from ..models.catalog import CATALOG, read_network_catalog, write_network_catalo
 from ..seeding import seed_for
 from ..train import Labels, fit, test_accuracy
 from .protocol import get_protocol
+from .tables import plural
 
 
 ROLE = "reference"
@@ -128,7 +129,7 @@ def _train(path: str, data: ImageDataset, model: str, model_args: Optional[dict]
     c, h, w = data.image_shape
     torch.manual_seed(seed_for("eval_run", seed, 0))
     net = create_model(model, c, data.num_classes, (h, w), **(model_args or {})).to(data.train_x.device)
-    log(f"Full-data reference: {model} on {len(data.train_y)} images of {data.name}, {proto.epochs} epochs")
+    log(f"Full-data reference: {model} on {len(data.train_y)} images of {data.name}, {plural(proto.epochs, 'epoch')}")
     out = fit([net], [torch.Generator().manual_seed(seed_for("eval_run", seed, 0))], data.train_x,
               Labels(data.train_y), proto.recipe(proto.lr), dsa=dsa_for(data.hflip_safe) if proto.augment == "dsa" else None)
     accuracy = 100 * test_accuracy(net, data.test_x, data.test_y)

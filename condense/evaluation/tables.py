@@ -1,30 +1,68 @@
-"""Tables of a grid report: a rich table for the terminal and a Markdown table for files."""
+"""Tables of a grid report: a rich table for the terminal and a Markdown table for files; the console they are
+printed on and the few formatting rules every table shares (mean ± std, plurals)."""
 from __future__ import annotations
 
 import os
-from typing import Optional
+import sys
+from typing import Any, Optional
 
+from rich.cells import cell_len
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .results import RISING_MARK, RISING_NOTE, EvalReport, GridReport
 
 
+# Piped or redirected output has no width to fit: rich would otherwise assume 80 columns (or $COLUMNS) and wrap
+# rows, which breaks grep and diff. Tables are only as wide as their content, so this is a ceiling, not a padding.
+PIPED_WIDTH = 100_000
+
+
+def console(stderr: bool = False) -> Console:
+    """The console tables are printed on: the terminal's width on a tty, rows never wrapped when piped."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+def titled_table(title: str, **options: Any) -> Table:
+    """A table at least as wide as its plain-text ``title`` (up to the console's width): rich wraps a title at the
+    table's width, so a one-column table would fold its title into a narrow block."""
+    return Table(title=escape(title), min_width=cell_len(title), **options)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def mean_std(mean: float, std: float, runs: Optional[int], fmt: str = ".2f") -> str:
+    """``mean ± std``, or the mean alone for one run: its spread is unknown, not 0. ``runs`` None (an older
+    record without its runs) keeps the ±."""
+    text = format(mean, fmt)
+    return text if runs == 1 else f"{text} ± {std:.2f}"
+
+
 def row_name(report: EvalReport) -> str:
     return report.set if report.reference else (os.path.basename(report.set) or report.method)
 
 
+def _grid_runs(grid: GridReport) -> int:
+    """Runs per cell (one protocol, one count of seeds for the whole grid)."""
+    return len(next(iter(grid.sets[0].results.values())).runs)
+
+
 def title(grid: GridReport) -> str:
     p = grid.protocol
-    runs = len(next(iter(grid.sets[0].results.values())).runs)
+    runs = _grid_runs(grid)
     spread = f"mean ± std over {runs} seeds" if runs > 1 else "one seed"
     return (f"{grid.sets[0].split.capitalize()} accuracy (%), protocol '{p['name']}' [{p['hash']}] "
-            f"({p['epochs']} epoch{'s' * (p['epochs'] != 1)}), {spread}")
+            f"({plural(p['epochs'], 'epoch')}), {spread}")
 
 
 def cell(r) -> str:
     """mean ± std (one run: its value), marked when the curves were still rising (``results.still_rising``)."""
-    text = f"{r.mean:.2f} ± {r.std:.2f}" if len(r.runs) > 1 else f"{r.mean:.2f}"
+    text = mean_std(r.mean, r.std, len(r.runs))
     return f"{text} {RISING_MARK}" if r.rising else text
 
 
@@ -34,8 +72,7 @@ def any_rising(grid: GridReport) -> bool:
 
 
 def rich_table(grid: GridReport) -> Table:
-    table = Table(title=escape(title(grid)),  # the [hash] is not rich markup
-                  caption=RISING_NOTE if any_rising(grid) else None)
+    table = titled_table(title(grid), caption=RISING_NOTE if any_rising(grid) else None)
     table.add_column("set")
     for m in grid.models:
         table.add_column(m, justify="right")
@@ -45,8 +82,19 @@ def rich_table(grid: GridReport) -> Table:
     return table
 
 
+def _runs(summary: dict, key: str = "runs") -> Optional[int]:
+    """How many runs a stored summary holds (its list of runs, or a count), None when it does not say."""
+    runs = summary.get(key)
+    return len(runs) if isinstance(runs, (list, tuple)) else runs if isinstance(runs, int) else None
+
+
+def ior_cell(r: dict) -> str:
+    """IOR in signed points, ± its std over the paired runs (one run: the value alone)."""
+    return mean_std(r["ior"], r["ior_std"], _runs(r, "random_runs"), "+.2f")
+
+
 def _ranking_rows(grid: GridReport) -> list[tuple[str, str, str, str, str, str]]:
-    return [(row_name(rep), m, f"{r['ior']:+.2f} ± {r['ior_std']:.2f}", f"{r['random_mean']:.2f}",
+    return [(row_name(rep), m, ior_cell(r), f"{r['random_mean']:.2f}",
              "–" if r["hlr"] is None else f"{r['hlr']:.2f} (full {r['full_accuracy']:.2f})",
              "–" if r["lrs"] is None else f"{r['lrs']:.3f}")
             for rep in grid.sets if rep.ranking for m, r in rep.ranking.items()]
@@ -57,7 +105,7 @@ def ranking_table(grid: GridReport) -> Optional[Table]:
     rows = _ranking_rows(grid)
     if not rows:
         return None
-    table = Table(title="DD-Ranking metrics (points; LRS from fractions)")
+    table = titled_table("DD-Ranking metrics (points; LRS from fractions)")
     for col in ("set", "model", "IOR", "random subset", "HLR", "LRS"):
         table.add_column(col, justify="left" if col in ("set", "model") else "right")
     for row in rows:
@@ -65,11 +113,9 @@ def ranking_table(grid: GridReport) -> Optional[Table]:
     return table
 
 
-def _mean_std(summary: dict) -> str:
+def summary_cell(summary: dict) -> str:
     """A stored summary ("mean", "std", "runs") as ``cell`` shows a result: one run without a ± 0.00."""
-    runs = summary.get("runs")
-    one = isinstance(runs, (list, tuple)) and len(runs) == 1 or runs == 1
-    return f"{summary['mean']:.2f}" if one else f"{summary['mean']:.2f} ± {summary['std']:.2f}"
+    return mean_std(summary["mean"], summary["std"], _runs(summary))
 
 
 def _split_rows(grid: GridReport) -> list[tuple[str, ...]]:
@@ -81,7 +127,7 @@ def _split_rows(grid: GridReport) -> list[tuple[str, ...]]:
             soft = rep.results[m]
             rnd = (rep.ranking or {}).get(m)
             store = rep.storage or {}
-            rows.append((row_name(rep), m, cell(soft), _mean_std(hard),
+            rows.append((row_name(rep), m, cell(soft), summary_cell(hard),
                          "–" if rnd is None else f"{rnd['random_mean']:.2f} ({store.get('ipc', '?')}/class)",
                          f"{store['set_bytes']:,} / {store['random_bytes']:,}" if store else "–"))
     return rows
@@ -96,7 +142,7 @@ def split_table(grid: GridReport) -> Optional[Table]:
     rows = _split_rows(grid)
     if not rows:
         return None
-    table = Table(title="Soft labels vs images: the same recipe and seeds (accuracy %)")
+    table = titled_table("Soft labels vs images: the same recipe and seeds (accuracy %)")
     for col in SPLIT_COLUMNS:
         table.add_column(col, justify="left" if col in ("set", "model") else "right")
     for row in rows:
@@ -111,6 +157,11 @@ def _curve_split(selection: Optional[dict]) -> str:
     if "curve_images" not in selection:
         return selection["split"]
     return f"{selection['curve_images']} images of {selection['split']}; selections read all {selection['images']}"
+
+
+def _ior_spread(grid: GridReport) -> str:
+    runs = _grid_runs(grid)
+    return f"mean ± std over the {runs} paired runs" if runs > 1 else "from one run (no spread)"
 
 
 def markdown(grid: GridReport) -> str:
@@ -146,7 +197,7 @@ def markdown(grid: GridReport) -> str:
         lines += ["### DD-Ranking metrics", "",
                   "IOR: accuracy minus that of a fresh random real subset of the same storage per run (same protocol "
                   "and seeds); HLR: full-data accuracy (`full` protocol) minus the set's; LRS from IOR and HLR as "
-                  "fractions (DD-Ranking's code feeds percentages). Points, mean ± std over the paired runs.", "",
+                  f"fractions (DD-Ranking's code feeds percentages). Points, {_ior_spread(grid)}.", "",
                   "| set | model | IOR | random subset | HLR | LRS |", "|---|---|---:|---:|---:|---:|",
                   *(f"| {' | '.join(r)} |" for r in rows), ""]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from ..io import cache_root
 from ..models import create_model, load_network, save_network
 from ..train import Labels, fit
 from .protocol import Protocol, TeacherSpec
+from .tables import plural
 
 
 def teacher_key(spec: TeacherSpec, data: ImageDataset) -> str:
@@ -57,7 +58,7 @@ def get_teacher(spec: TeacherSpec, data: ImageDataset, log: Optional[Callable[[s
         net, accuracy = cached
     else:
         if log:
-            log(f"Training teacher {spec.model} on {len(data.train_x)} real images for {spec.epochs} epochs "
+            log(f"Training teacher {spec.model} on {len(data.train_x)} real images for {plural(spec.epochs, 'epoch')} "
                 f"(cached in {path}).")
         torch.manual_seed(spec.seed)
         net = create_model(spec.model, c, data.num_classes, (h, w), **spec.model_args).to(dev)

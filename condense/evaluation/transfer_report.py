@@ -13,6 +13,8 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
+from .tables import mean_std, titled_table
+
 
 @dataclass
 class TransferRow:
@@ -28,7 +30,7 @@ class TransferRow:
         runs = np.asarray(self.results.get(column, []), dtype=float)
         if not len(runs):
             return "-"
-        return f"{runs.mean():.2f} ± {runs.std():.2f}" if len(runs) > 1 else f"{runs.mean():.2f}"
+        return mean_std(float(runs.mean()), float(runs.std()), len(runs))
 
     def label(self) -> str:
         if self.kind == "scratch":
@@ -67,7 +69,7 @@ class TransferReport:
         return asdict(self)
 
     def rich_table(self) -> Table:
-        table = Table(title=escape(self.title()))
+        table = titled_table(self.title())
         table.add_column("pre-trained on")
         for c in self.columns:
             table.add_column(c, justify="right")

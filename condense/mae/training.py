@@ -116,7 +116,8 @@ def train_mae(cfg: MAEConfig, out: str, *, device: str = "auto", resume: bool = 
         return net.loss(batch, random_keep(len(batch), length, keep, g).to(batch.device))
 
     log(f"mae: {len(data.train_y)} {data.name} training images, {model.patch}-px patches ({h // model.patch}×"
-        f"{w // model.patch}), {cfg.epochs} epochs" + (f", resuming after epoch {start}" if start else ""))
+        f"{w // model.patch}), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
+        + (f", resuming after epoch {start}" if start else ""))
     losses = train_epochs(out, plan, model, opt, data.train_x, data.train_y, objective, start, losses, quiet=quiet,
                           on_epoch=on_epoch)
     error = reconstruction_error(model, data.test_x, cfg.eval_mask_ratio)

@@ -143,8 +143,8 @@ def train_teachers(dataset: str, models: Sequence[str], out: str, *, seeds: int 
                 else:
                     train_one(data, model, dict(model_args or {}), seed, recipe, path, device, bar, extra, on_epoch)
                     info = read_network_info(path)
-                    log(f"{path}: test accuracy {info.metrics['test_accuracy']:.2f}% after {recipe.epochs} epochs "
-                        f"({info.metrics['train_seconds'] / 60:.1f} min).")
+                    log(f"{path}: test accuracy {info.metrics['test_accuracy']:.2f}% after {recipe.epochs} "
+                        f"epoch{'s' * (recipe.epochs != 1)} ({info.metrics['train_seconds'] / 60:.1f} min).")
                 paths.append(path)
     write_catalog(out)
     return paths
