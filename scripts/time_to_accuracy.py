@@ -37,6 +37,7 @@ import time
 
 from condense.data import ValidationSpec
 from condense.evaluation import evaluate, get_protocol
+from condense.evaluation.tables import mean_std, run_count as stored_run_count
 from condense.figures import new_figure, save_figure
 from condense.io import write_json, write_text
 from condense.store import SynthSet
@@ -140,14 +141,9 @@ def cmd_eval(args) -> None:
 
 
 def run_count(row: dict) -> int:
-    """How many evaluation runs a results row averages: ``eval`` stores their accuracies as the list
-    ``runs``; a row without it (or with a bare count) is read as that count, else as one run."""
-    runs = row.get("runs")
-    if isinstance(runs, (list, tuple)):
-        return max(len(runs), 1)
-    if isinstance(runs, (int, float)) and not isinstance(runs, bool) and runs >= 1:
-        return int(runs)
-    return 1
+    """How many evaluation runs a results row averages (``eval`` stores their accuracies as the list ``runs``); a
+    row that does not say is read as one run, the widest margin for ``still_rising``."""
+    return stored_run_count(row) or 1
 
 
 def still_rising(rows, minutes: float = math.inf):
@@ -170,8 +166,8 @@ def still_rising(rows, minutes: float = math.inf):
 
 
 def accuracy_text(mean: float, std: float, runs: int) -> str:
-    """mean ± std over the runs; one run shows its value alone (a 0.00 spread would claim a precision it lacks)."""
-    return f"{mean:.2f} ± {std:.2f}" if runs > 1 else f"{mean:.2f} (one run)"
+    """``tables.mean_std``, one run said in words: these tables mix rows of one and of several runs."""
+    return mean_std(mean, std, runs) + (" (one run)" if runs == 1 else "")
 
 
 def rising_text(flag) -> str:

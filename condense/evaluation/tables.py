@@ -82,15 +82,17 @@ def rich_table(grid: GridReport) -> Table:
     return table
 
 
-def _runs(summary: dict, key: str = "runs") -> Optional[int]:
-    """How many runs a stored summary holds (its list of runs, or a count), None when it does not say."""
+def run_count(summary: dict, key: str = "runs") -> Optional[int]:
+    """How many runs a stored summary holds (its list of runs, or a positive count), None when it does not say."""
     runs = summary.get(key)
-    return len(runs) if isinstance(runs, (list, tuple)) else runs if isinstance(runs, int) else None
+    if isinstance(runs, (list, tuple)):
+        return len(runs) or None
+    return int(runs) if isinstance(runs, (int, float)) and not isinstance(runs, bool) and runs >= 1 else None
 
 
 def ior_cell(r: dict) -> str:
     """IOR in signed points, ± its std over the paired runs (one run: the value alone)."""
-    return mean_std(r["ior"], r["ior_std"], _runs(r, "random_runs"), "+.2f")
+    return mean_std(r["ior"], r["ior_std"], run_count(r, "random_runs"), "+.2f")
 
 
 def _ranking_rows(grid: GridReport) -> list[tuple[str, str, str, str, str, str]]:
@@ -115,7 +117,7 @@ def ranking_table(grid: GridReport) -> Optional[Table]:
 
 def summary_cell(summary: dict) -> str:
     """A stored summary ("mean", "std", "runs") as ``cell`` shows a result: one run without a ± 0.00."""
-    return mean_std(summary["mean"], summary["std"], _runs(summary))
+    return mean_std(summary["mean"], summary["std"], run_count(summary))
 
 
 def _split_rows(grid: GridReport) -> list[tuple[str, ...]]:
