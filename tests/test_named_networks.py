@@ -157,3 +157,19 @@ def test_a_tampered_or_foreign_target_is_one_sentence(made, teachers, capsys, tm
         weight = f["state/classifier.0.weight"]
         weight[0, 0] = weight[0, 0] + 1.0
     one_sentence(capsys, transfer_argv(made["set"]), "fails its checksum")
+
+
+def test_a_rewritten_catalog_keeps_the_rows_of_absent_ssl_targets_but_not_of_absent_teachers(made, teachers):
+    """SSL targets are not committed: a clone rewriting the teacher catalog keeps their rows; a teacher's row
+    goes with its file."""
+    torch.manual_seed(0)
+    teacher = os.path.join(teachers, "src_ConvNetBN_s0.h5")
+    save_network(teacher, create_model("ConvNetBN", 1, 5, (8, 8), width=8), architecture="ConvNetBN",
+                 model_args={"width": 8}, channels=1, num_classes=5, image_size=(8, 8), role="teacher",
+                 dataset=SOURCE, dataset_fingerprint=SynthSet.load(made["set"]).dataset_fingerprint)
+    write_catalog(teachers)
+    os.remove(os.path.join(teachers, "src_ssl.h5"))
+    os.remove(teacher)
+    write_catalog(teachers)
+    rows = json.load(open(os.path.join(teachers, CATALOG)))["teachers"]
+    assert [(r["file"], r["role"], r["checksum"]) for r in rows] == [("src_ssl.h5", "ssl", made["checksum"])]

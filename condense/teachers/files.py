@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ..errors import CondenseError
 from ..models import NetworkInfo, create_model, has_batchnorm, load_network, read_network_info
-from ..models.catalog import CATALOG, network_infos, write_network_catalog
+from ..models.catalog import CATALOG, network_infos, read_network_catalog, write_network_catalog
 _OWNED = (CATALOG, "README.md")
 CATALOG_ROLES = ("teacher", "ssl")  # the network files a teacher folder's catalog lists
 
@@ -174,8 +174,12 @@ def _catalog_row(info: NetworkInfo) -> dict:
 
 def write_catalog(folder: str) -> str:
     """``folder/catalog.json``: one row per teacher and self-supervised target file (``CATALOG_ROLES``), read
-    back from the files themselves."""
-    return write_network_catalog(folder, "teachers", CATALOG_ROLES, _catalog_row)
+    back from the files themselves. Rows of self-supervised targets whose file is absent are kept: those files
+    are not committed (rebuilt by the command their sets name), and a clone that rewrites the catalog must not
+    forget them; a teacher's row goes with its file, as teachers are committed and loaded from the files."""
+    old = read_network_catalog(folder, "teachers", "Teacher catalog")
+    return write_network_catalog(folder, "teachers", CATALOG_ROLES, _catalog_row,
+                                 kept=[r for r in old if r.get("role") == "ssl"])
 
 
 def record_in_catalog(path: str) -> Optional[str]:
