@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from ..errors import CondenseError
 from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, SEED, check_fields
+from ..text import plural
 from ..train import OPTIMIZERS, SCHEDULES, TARGETS, TrainRecipe
 
 AUGMENTS = ("dsa", "none")
@@ -170,7 +171,7 @@ def describe(p: Protocol) -> str:
               "relabel": f"the given teacher relabelling every batch (T = {p.temperature:g})"}
     return (f"{optimiser}, wd {p.weight_decay:g}, lr {p.lr:g}{' or the set' + chr(39) + 's learned lr' if p.use_learned_lr else ''}"
             f", batch {p.batch_size}, {schedule}, {'non-siamese DSA' if p.augment == 'dsa' else 'no augmentation'}"
-            f"{f', mixup {p.mixup:g}' if p.mixup else ''}, {labels[p.labels]}, {p.epochs} epoch{'s' * (p.epochs != 1)}, {p.runs} run{'s' * (p.runs != 1)}.")
+            f"{f', mixup {p.mixup:g}' if p.mixup else ''}, {labels[p.labels]}, {plural(p.epochs, 'epoch')}, {plural(p.runs, 'run')}.")
 
 
 def derive(base: Protocol, **overrides: Any) -> Protocol:

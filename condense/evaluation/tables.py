@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .results import RISING_MARK, RISING_NOTE, EvalReport, GridReport
+from ..text import mean_std, plural  # re-exported: scripts and reports format through tables
 
 
 # Piped or redirected output has no width to fit: rich would otherwise assume 80 columns (or $COLUMNS) and wrap
@@ -29,18 +30,6 @@ def titled_table(title: str, **options: Any) -> Table:
     """A table at least as wide as its plain-text ``title`` (up to the console's width): rich wraps a title at the
     table's width, so a one-column table would fold its title into a narrow block."""
     return Table(title=escape(title), min_width=cell_len(title), **options)
-
-
-def plural(n: int, word: str) -> str:
-    """``1 seed``, ``3 seeds``."""
-    return f"{n} {word}{'s' * (n != 1)}"
-
-
-def mean_std(mean: float, std: float, runs: Optional[int], fmt: str = ".2f") -> str:
-    """``mean ± std``, or the mean alone for one run: its spread is unknown, not 0. ``runs`` None (an older
-    record without its runs) keeps the ±."""
-    text = format(mean, fmt)
-    return text if runs == 1 else f"{text} ± {std:.2f}"
 
 
 def row_name(report: EvalReport) -> str:

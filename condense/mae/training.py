@@ -30,6 +30,7 @@ from ..fields import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range, 
 from ..models import create_model, save_network
 from ..patches import kept_count, patchify, random_keep
 from ..seeding import seed_for
+from ..text import plural
 
 
 
@@ -116,7 +117,7 @@ def train_mae(cfg: MAEConfig, out: str, *, device: str = "auto", resume: bool = 
         return net.loss(batch, random_keep(len(batch), length, keep, g).to(batch.device))
 
     log(f"mae: {len(data.train_y)} {data.name} training images, {model.patch}-px patches ({h // model.patch}×"
-        f"{w // model.patch}), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
+        f"{w // model.patch}), {plural(cfg.epochs, 'epoch')}"
         + (f", resuming after epoch {start}" if start else ""))
     losses = train_epochs(out, plan, model, opt, data.train_x, data.train_y, objective, start, losses, quiet=quiet,
                           on_epoch=on_epoch)

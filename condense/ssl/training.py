@@ -25,6 +25,7 @@ from ..fields import check_fields
 from ..models import create_model, save_network
 from ..neighbours import knn
 from ..seeding import seed_for
+from ..text import plural
 from .barlow import RANGES, SSLConfig, barlow_twins_loss
 from .views import ViewConfig, two_views
 
@@ -96,7 +97,7 @@ def train_ssl(cfg: SSLConfig, out: str, *, device: str = "auto", resume: bool = 
         return barlow_twins_loss(net(v1), net(v2), cfg.off_diagonal)
 
     log(f"ssl: Barlow Twins on {len(data.train_y)} unlabeled {data.name} images, {cfg.model} backbone, "
-        f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" + (f", resuming after epoch {start}" if start else ""))
+        f"{plural(cfg.epochs, 'epoch')}" + (f", resuming after epoch {start}" if start else ""))
     losses = train_epochs(out, plan, model, opt, data.train_x, data.train_y, objective, start, losses, quiet=quiet,
                           on_epoch=on_epoch)
     accuracy = knn_accuracy(model, data)

@@ -26,6 +26,7 @@ from ..models import create_model, read_network_info, save_network
 from ..progress import loss_progress
 from ..seeding import generator, seed_for
 from ..train import Labels, TrainRecipe, fit, test_accuracy
+from ..text import plural
 from . import checkpoint
 from .files import is_teacher_folder, teacher_file, write_catalog
 
@@ -143,8 +144,8 @@ def train_teachers(dataset: str, models: Sequence[str], out: str, *, seeds: int 
                 else:
                     train_one(data, model, dict(model_args or {}), seed, recipe, path, device, bar, extra, on_epoch)
                     info = read_network_info(path)
-                    log(f"{path}: test accuracy {info.metrics['test_accuracy']:.2f}% after {recipe.epochs} "
-                        f"epoch{'s' * (recipe.epochs != 1)} ({info.metrics['train_seconds'] / 60:.1f} min).")
+                    log(f"{path}: test accuracy {info.metrics['test_accuracy']:.2f}% after "
+                        f"{plural(recipe.epochs, 'epoch')} ({info.metrics['train_seconds'] / 60:.1f} min).")
                 paths.append(path)
     write_catalog(out)
     return paths
