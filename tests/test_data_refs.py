@@ -219,3 +219,42 @@ def test_a_registry_name_falls_back_to_an_image_tree(roots, tmp_path):
     with pytest.raises(CondenseError, match="image tree"):
         load_dataset("mnist", root=str(tmp_path / "empty"))
     np.testing.assert_equal(ds.image_shape, (1, 8, 8))
+
+
+def idx_files(raw: str, flip: bool = False) -> None:
+    """digits in torchvision's MNIST layout (ROOT/MNIST/raw/*-ubyte, the idx format), ``flip`` mirrored."""
+    ds = load_dataset("digits")
+    os.makedirs(raw, exist_ok=True)
+    for prefix, x, y in (("train", ds.train_x, ds.train_y), ("t10k", ds.test_x, ds.test_y)):
+        pixels = (ds.denormalize(x)[:, 0] * 255).round().byte().numpy()
+        pixels = pixels[:, :, ::-1] if flip else pixels
+        n, h, w = pixels.shape
+        with open(os.path.join(raw, f"{prefix}-images-idx3-ubyte"), "wb") as f:
+            f.write(np.array([0x803, n, h, w], dtype=">i4").tobytes() + np.ascontiguousarray(pixels).tobytes())
+        with open(os.path.join(raw, f"{prefix}-labels-idx1-ubyte"), "wb") as f:
+            f.write(np.array([0x801, n], dtype=">i4").tobytes() + y.numpy().astype(np.uint8).tobytes())
+
+
+def test_a_root_with_both_layouts_gives_each_set_its_own_data(roots, tmp_path):
+    """A root holding torchvision's files *and* an image tree of the same name (the original CIFAR-10 batches
+    beside the JPEG recoding the zoo was built from): a set gets the layout its fingerprint names, its random
+    subsets come from that layout too, and a set made from neither is refused naming both fingerprints."""
+    from condense.evaluation.grid import random_like
+    from condense.synth import distill
+
+    root = str(tmp_path / "both")
+    idx_files(os.path.join(root, "MNIST", "raw"))
+    png_tree(os.path.join(root, "mnist"), flip=True)  # other pixels under the same name
+    files, tree = load_dataset("mnist", root=root), load_dataset("mnist", root=root, layout="folder")
+    assert files.fingerprint() != tree.fingerprint() and tree.name == files.name == "mnist"
+    for data in (files, tree):
+        made = distill("random", data, 1, device="cpu", seed=0)
+        got = real_data_for(made, data_root=root)
+        assert got.fingerprint() == data.fingerprint()
+        subset = random_like(made, None, root, "cpu", seed=1)
+        assert subset.dataset_fingerprint == data.fingerprint()
+    made.dataset_fingerprint = "0123456789abcdef"
+    with pytest.raises(CondenseError, match=f"Neither.*{files.fingerprint()}.*{tree.fingerprint()}"):
+        real_data_for(made, data_root=root)
+    with pytest.raises(CondenseError, match="layout"):
+        load_dataset("mnist", root=root, layout="batches")

@@ -64,14 +64,28 @@ def _named(folder: str, base: str) -> ImageDataset:
     return replace(ds, name=base, hflip_safe=SPECS[base].hflip_safe if base in SPECS else ds.hflip_safe)
 
 
-def _load_full(name: str, root: Optional[str]) -> ImageDataset:
+LAYOUTS = ("auto", "folder")
+
+
+def other_layout(name: str, root: Optional[str] = None) -> bool:
+    """Whether ``name`` is a registry dataset that also has an image tree ``DIR/NAME`` in the data root, so that
+    ``layout="folder"`` may load other data than the default (torchvision's files, read first)."""
+    base = split_view(name)[0]
+    return base in SPECS and named_folder(base, data_root(root)) is not None
+
+
+def _load_full(name: str, root: Optional[str], layout: str = "auto") -> ImageDataset:
     base, view = split_view(name)
     root = data_root(root)
     folder = named_folder(base, root)
+    if layout not in LAYOUTS:
+        raise CondenseError(f"Unknown data layout '{layout}'; choose one of: {', '.join(LAYOUTS)}.")
     if base not in DATASETS and folder is None:
         dataset_info(base)  # an unknown name: one sentence
     if base.startswith("imagefolder:"):
         ds = load_imagefolder(base.split(":", 1)[1])
+    elif base in SPECS and folder is not None and layout == "folder":
+        ds = _named(folder, base)
     elif base in SPECS:
         try:
             ds = load_torchvision(base, root)
@@ -119,9 +133,11 @@ def distilled_fingerprint(ds: ImageDataset, max_per_class: Optional[int] = None,
 
 
 def load_dataset(name: str, root: Optional[str] = None, max_per_class: Optional[int] = None,
-                 device=None, validation: Optional[ValidationSpec] = None) -> ImageDataset:
-    """Load ``name``, cap each training class at ``max_per_class``, then carve ``validation`` from the rest."""
-    ds = _load_full(name, root)
+                 device=None, validation: Optional[ValidationSpec] = None, layout: str = "auto") -> ImageDataset:
+    """Load ``name``, cap each training class at ``max_per_class``, then carve ``validation`` from the rest.
+    ``layout="folder"`` reads a registry name from its image tree ``DIR/NAME`` even when torchvision's files
+    are in the root too (``auto`` reads those first)."""
+    ds = _load_full(name, root, layout)
     if max_per_class is not None:
         ds = cap_per_class(ds, max_per_class)
     if validation is not None:

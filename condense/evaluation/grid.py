@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .. import dist
-from ..data import ValidationSpec
+from ..data import ValidationSpec, other_layout
 from ..errors import CondenseError
 from ..seeding import seed_for
 from ..store import SynthSet
@@ -22,7 +22,7 @@ from .evaluator import evaluate, resolve_models, resolve_protocol
 from .metrics import ranking
 from .references import full_accuracy
 from .protocol import Protocol, derive
-from .real_data import dataset_of, real_data_for
+from .real_data import dataset_of, own_data, real_data_for
 from .results import EvalReport, GridReport, ModelResult
 from .soft_labels import resolve_teachers
 from .tables import plural
@@ -85,6 +85,8 @@ def random_like(like: SynthSet, dataset: Optional[str], data_root: Optional[str]
     held = like.config.get("validation") if split == "validation" else None
     name, root = (dataset, data_root if data_root is not None else run.get("data_root")) if dataset \
         else dataset_of(like, data_root)  # the set's own data, found on this machine
+    if not dataset and other_layout(name, root):  # a root with two layouts of the name: the one the set came from
+        name = own_data(like, name, root, held=False, own=False)
     return distill("random", name, ipc or like.ipc, device=device, seed=seed, data_root=root,
                    max_per_class=run.get("max_per_class") if held else None,
                    validation=ValidationSpec(held["fraction"], held["seed"]) if held else None)

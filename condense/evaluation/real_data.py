@@ -14,7 +14,7 @@ import torch
 from dataclasses import replace
 
 from ..data import (LEGACY_FINGERPRINTS, ImageDataset, ValidationSpec, data_root as env_root, distilled_fingerprint,
-                    load_dataset, resolve_reference, zca_dataset)
+                    load_dataset, other_layout, resolve_reference, zca_dataset)
 from ..errors import CondenseError
 from ..store import SynthSet
 
@@ -41,6 +41,14 @@ def expected_fingerprint(synth: SynthSet) -> str:
     return LEGACY_FINGERPRINTS.get(os.path.basename(path), "") if path else ""
 
 
+def seen_fingerprint(synth: SynthSet, data: ImageDataset, held: bool) -> str:
+    """``data``'s fingerprint as the set's distillation saw it (capped, validation carved out). ``held``: ``data``
+    already has the validation split carved out."""
+    run = synth.config.get("run", {}) if isinstance(synth.config.get("run"), dict) else {}
+    return data.fingerprint() if held else distilled_fingerprint(data, run.get("max_per_class"),
+                                                                 synth.config.get("validation"))
+
+
 def check_fingerprint(synth: SynthSet, data: ImageDataset, held: bool, own: bool) -> None:
     """Refuse, in one sentence, to treat ``data`` as the set's own data when its fingerprint (as the set's
     distillation saw it: capped, validation carved out) differs from the recorded one. ``held``: ``data``
@@ -48,14 +56,33 @@ def check_fingerprint(synth: SynthSet, data: ImageDataset, held: bool, own: bool
     expected = expected_fingerprint(synth)
     if not expected:
         return
-    run = synth.config.get("run", {}) if isinstance(synth.config.get("run"), dict) else {}
-    got = data.fingerprint() if held else distilled_fingerprint(data, run.get("max_per_class"),
-                                                                 synth.config.get("validation"))
+    got = seen_fingerprint(synth, data, held)
     if got != expected:
         other = "" if own else ", or name other data on purpose with --dataset"
         raise CondenseError(f"The data found for '{synth.dataset}' ({data.name}, fingerprint {got}) is not the data "
                             f"the set was made from (fingerprint {expected}); point --data-root (or "
                             f"$CONDENSE_DATA) at that data{other}.")
+
+
+def own_data(synth: SynthSet, name: str, root: Optional[str], held: bool, own: bool, **load) -> ImageDataset:
+    """Load the set's own data and check its fingerprint. A registry name whose root holds both torchvision's
+    files (read first) and an image tree of that name (e.g. the original CIFAR-10 batches and the JPEG recoding
+    the zoo was built from) is read from the tree when the files are not the set's data."""
+    data = load_dataset(name, root=root, **load)
+    try:
+        check_fingerprint(synth, data, held=held, own=own)
+    except CondenseError:
+        if not other_layout(name, root):
+            raise
+        tree = load_dataset(name, root=root, layout="folder", **load)
+        if seen_fingerprint(synth, tree, held) != expected_fingerprint(synth):
+            raise CondenseError(f"Neither torchvision's files for '{name}' (fingerprint "
+                                f"{seen_fingerprint(synth, data, held)}) nor the image tree {name.split('@')[0]}/ (fingerprint "
+                                f"{seen_fingerprint(synth, tree, held)}) in the data root is the data the set was made "
+                                f"from (fingerprint {expected_fingerprint(synth)}); point --data-root (or "
+                                f"$CONDENSE_DATA) at that data.") from None
+        data = tree
+    return data
 
 
 def real_data_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = None, data_root: Optional[str] = None,
@@ -78,9 +105,8 @@ def real_data_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = Non
             raise CondenseError("The set was distilled from the whole training split, so scoring it on a validation "
                                 "split would score it on images it has seen; distil it with a validation split.")
         name, root = dataset_of(synth, data_root)
-        data = load_dataset(name, root=root, max_per_class=run.get("max_per_class"), device=device,
-                            validation=ValidationSpec(held["fraction"], held["seed"]))
-        check_fingerprint(synth, data, held=True, own=own)
+        data = own_data(synth, name, root, True, own, max_per_class=run.get("max_per_class"), device=device,
+                         validation=ValidationSpec(held["fraction"], held["seed"]))
         if data.validation != held:
             raise CondenseError(f"The validation split of {data.name} no longer matches the one the set was "
                                 "distilled without (the data changed).")
@@ -94,9 +120,8 @@ def real_data_for(synth: SynthSet, dataset: Union[None, str, ImageDataset] = Non
         mine = not dataset or dataset == synth.dataset
         name, root = dataset_of(synth, data_root) if mine else (dataset, data_root if data_root is not None
                                                                  else run.get("data_root"))
-        data = load_dataset(name, root=root, max_per_class=run.get("max_per_class") if own else None, device=device)
-        if mine:
-            check_fingerprint(synth, data, held=False, own=own)
+        load = {"max_per_class": run.get("max_per_class") if own else None, "device": device}
+        data = own_data(synth, name, root, False, own, **load) if mine else load_dataset(name, root=root, **load)
     if data.num_classes != synth.num_classes:
         raise CondenseError(f"The set has {synth.num_classes} classes but dataset {data.name} has {data.num_classes}.")
     if tuple(data.image_shape) != tuple(synth.image_shape):
