@@ -72,3 +72,24 @@ def test_a_broken_catalog_is_one_sentence(tmp_path, quick, digits, capsys, text)
                  "--out", str(tmp_path), "--device", "cpu", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("condense: Reference catalog") and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_of_an_older_protocol_is_neither_used_nor_overwritten(tmp_path, quick, digits, monkeypatch):
+    """full.json changed since a reference was trained: its file (named by the old protocol's hash) gives no
+    accuracy, a rebuild writes a second file beside it, and the catalog keeps both rows; a rebuild under the same
+    protocol replaces the row of its absent older copy instead of doubling it."""
+    folder = str(tmp_path)
+    old = refs.build_reference(digits, "ConvNet", W16, folder)
+    monkeypatch.setattr(refs, "get_protocol", lambda name, **kw: get_protocol(name, **{"epochs": 2, **kw}))
+    assert refs.full_accuracy(digits, "ConvNet", W16, folder) is None
+    new = refs.build_reference(digits, "ConvNet", W16, folder)
+    assert new != old and os.path.isfile(old) and os.path.isfile(new)
+    assert sorted(r["file"] for r in _catalog(folder)) == sorted(map(os.path.basename, (old, new)))
+    assert refs.full_accuracy(digits, "ConvNet", W16, folder) == refs.read_network_info(new).metrics["test_accuracy"]
+    doc = json.load(open(os.path.join(folder, "catalog.json")))
+    for row in doc["references"]:
+        if row["file"] == os.path.basename(new):
+            row["file"] = "full_renamed_by_an_older_scheme.h5"  # the same reference under a name no file has
+    json.dump(doc, open(os.path.join(folder, "catalog.json"), "w"))
+    refs.write_catalog(folder)
+    assert sorted(r["file"] for r in _catalog(folder)) == sorted(map(os.path.basename, (old, new)))

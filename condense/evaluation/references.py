@@ -21,7 +21,7 @@ from ..augment import dsa_for
 from ..data import ImageDataset
 from ..errors import CondenseError
 from ..models import NetworkInfo, create_model, read_network_info, save_network
-from ..models.catalog import CATALOG, read_network_catalog, write_network_catalog
+from ..models.catalog import CATALOG, network_infos, read_network_catalog, write_network_catalog
 from ..seeding import seed_for
 from ..train import Labels, fit, test_accuracy
 from .protocol import get_protocol
@@ -47,7 +47,11 @@ def args_hash(model_args: Optional[dict]) -> str:
 
 
 def reference_path(folder: str, data: ImageDataset, model: str, model_args: Optional[dict] = None) -> str:
-    return os.path.join(folder, f"full_{data.fingerprint()}_{model}_{args_hash(model_args)}.h5")
+    """The file of this reference under the current ``full`` protocol: named by the data's fingerprint, the
+    architecture and its arguments, and the protocol's hash, so a reference trained under an older ``full.json``
+    is neither used nor overwritten."""
+    return os.path.join(folder, f"full_{data.fingerprint()}_{model}_{args_hash(model_args)}_"
+                                f"{get_protocol('full').digest()}.h5")
 
 
 # ---- the catalog ---------------------------------------------------------------------------------------
@@ -79,10 +83,17 @@ def read_catalog(folder: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _lookup_key(row: dict) -> tuple:
+    return row["dataset_fingerprint"], row["architecture"], row["model_args_hash"], row["protocol_hash"]
+
+
 def write_catalog(folder: str) -> str:
     """Rewrite ``folder/catalog.json`` from its reference files; rows whose file is absent stay, since the weights
-    are not committed and a fresh clone has only the rows."""
-    return write_network_catalog(folder, _KEY, (ROLE,), _row, kept=read_catalog(folder))
+    are not committed and a fresh clone has only the rows, unless a file present measures the same reference
+    (a rebuild of it under a newer file name)."""
+    present = {_lookup_key(_row(i)) for i in network_infos(folder, (ROLE,))}
+    kept = [r for r in read_catalog(folder) if _lookup_key(r) not in present]
+    return write_network_catalog(folder, _KEY, (ROLE,), _row, kept=kept)
 
 
 def catalog_row(folder: str, data: ImageDataset, model: str, model_args: Optional[dict] = None) -> Optional[dict]:
@@ -90,8 +101,7 @@ def catalog_row(folder: str, data: ImageDataset, model: str, model_args: Optiona
     protocol version (full.json changed since) is not used: its accuracy measures another recipe, and HLR would
     silently compare sets against it; `condense reference` retrains instead."""
     want = (data.fingerprint(), model, args_hash(model_args), get_protocol("full").digest())
-    return next((r for r in read_catalog(folder) if (r["dataset_fingerprint"], r["architecture"],
-                                                      r["model_args_hash"], r["protocol_hash"]) == want), None)
+    return next((r for r in read_catalog(folder) if _lookup_key(r) == want), None)
 
 
 # ---- lookup and build ------------------------------------------------------------------------------------
