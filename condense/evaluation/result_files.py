@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from ..errors import CondenseError
 from ..io import read_json
 from ..fields import AT_LEAST_1, NON_NEGATIVE, Number, check_value
-from .catalog import catalog_reports, check_catalog, is_catalog
+from .catalog import budget, catalog_reports, check_catalog, is_catalog
 from .results import EvalReport, GridReport, ModelResult
 
 # The files render_report (plots.py) can write into its folder: an existing --out folder holding
@@ -122,6 +122,14 @@ def _teacher_table(blob: dict[str, Any], path: str) -> list[tuple[str, list[str]
     return [(f"Teachers in `{path}`", _markdown([{k: r.get(k) for k in keep} for r in rows]))]
 
 
+def _unevaluated_table(catalog: dict[str, dict[str, Any]], path: str) -> list[tuple[str, list[str]]]:
+    """The catalog's rows without a ConvNet evaluation, listed so that a report built from the catalog shows
+    that they exist (its plots draw evaluated rows only)."""
+    rows = [{"set": name, "method": row["method"], "dataset": row["dataset"], "ipc": row["ipc"],
+             "budget": budget(row)} for name, row in sorted(catalog.items()) if "convnet" not in row]
+    return [(f"Sets in `{path}` not evaluated yet ({len(rows)})", _markdown(rows))] if rows else []
+
+
 def read_result_files(paths: Sequence[str]) -> ResultFiles:
     """Every file a report can draw: ``condense eval --json`` results, the zoo catalog, compare_methods and
     bench outputs, and a teacher catalog; each checked, and one sentence for a file of another kind."""
@@ -138,7 +146,9 @@ def read_result_files(paths: Sequence[str]) -> ResultFiles:
             out.tables += _teacher_table(blob, path)
             continue
         elif is_catalog(blob):
-            reports = catalog_reports(check_catalog(blob, where))
+            catalog = check_catalog(blob, where)
+            reports = catalog_reports(catalog)
+            out.tables += _unevaluated_table(catalog, path)
         elif isinstance(blob, dict) and ("results" in blob or "sets" in blob):
             reports = GridReport.from_json(blob, where=where).rows
         else:
