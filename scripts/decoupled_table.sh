@@ -16,6 +16,8 @@ CONDENSE=${CONDENSE:-.venv/bin/condense}
 TEACHERS=synth_sets/teachers
 OUT=runs/decoupled
 mkdir -p "$OUT"
+# every method's soft labels come from the same two teachers (infer and infer_dyn use two by default)
+declare -A OPTIONS=([sre2l]="--set num_teachers=2" [rded]="--set num_teachers=2" [infer]="" [infer_dyn]="")
 
 distil() {  # NAME METHOD-AND-OPTIONS...: skipped when done, resumed when a checkpoint is there
     local out="$OUT/$1.h5"
@@ -50,15 +52,14 @@ for data in "${@:-mnist5k}"; do
     # the zoo's mnist5k sets were made by these very commands against these teachers, so they are reused
     declare -A made=()
     for method in sre2l rded infer infer_dyn; do
-        made[$method]="$OUT/${name}_${method}_ipc10.h5"
-        [ "$name" = mnist5k ] && made[$method]="synth_sets/zoo/mnist5k_${method}_ipc10.h5"
+        if [ "$name" = mnist5k ]; then
+            made[$method]="synth_sets/zoo/mnist5k_${method}_ipc10.h5"
+        else
+            made[$method]="$OUT/${name}_${method}_ipc10.h5"
+            # shellcheck disable=SC2086
+            distil "${name}_${method}_ipc10" --method "$method" --dataset "$data" --teacher "$TEACHERS" ${OPTIONS[$method]}
+        fi
     done
-    if [ "$name" != mnist5k ]; then
-        distil "${name}_sre2l_ipc10" --method sre2l --dataset "$data" --teacher "$TEACHERS" --set num_teachers=2
-        distil "${name}_rded_ipc10" --method rded --dataset "$data" --teacher "$TEACHERS" --set num_teachers=2
-        distil "${name}_infer_ipc10" --method infer --dataset "$data" --teacher "$TEACHERS"
-        distil "${name}_infer_dyn_ipc10" --method infer_dyn --dataset "$data" --teacher "$TEACHERS"
-    fi
     # static soft labels: stored (sre2l, infer) or the teachers' logits on the images (random, kmeans, dm)
     evaluate "${name}_soft" soft "$data" "$random" "$kmeans" "$dm" "${made[sre2l]}" "${made[infer]}"
     # dynamic soft labels, the same recipe: the sets that name their teachers (rded, infer+dyn)
