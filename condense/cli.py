@@ -260,9 +260,10 @@ def cmd_mae(args) -> int:
                     **options)
     train_mae(cfg, args.out, device=args.device, resume=args.resume, restart=args.restart, quiet=args.quiet,
               log=_log(args) or (lambda m: None))
+    catalog = record_in_catalog(args.out)  # a teacher folder's catalog lists the masked autoencoders dq sets name
     if not args.quiet:
         _console().print(f"Wrote [bold]{args.out}[/] (a masked autoencoder, role autoencoder: give it to dq with "
-                         f"--set mae={args.out}).")
+                         f"--set mae={args.out})" + (f"; {catalog} lists it." if catalog else "."))
     return 0
 
 

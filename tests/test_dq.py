@@ -1,14 +1,20 @@
 """Dataset Quantization (condense.synth.dq, .bins, .saliency): bins partition every class, bin 0 is the GraphCut
 selection, sampling is class-balanced, the same fraction of every bin and bit-exact for a seed, bins are cached
-and re-used at another IPC, bin files of other data are refused, and pixel quantisation stores only kept
-patches that come back bit for bit."""
+and re-used at another IPC, bin files of other data are refused, pixel quantisation stores only kept
+patches that come back bit for bit, and the set names its masked autoencoder by checksum (found in the teacher
+folder, a missing or tampered one refused in one sentence)."""
+import json
+import os
+
+import h5py
 import numpy as np
 import pytest
 import torch
 
+from condense.cli import main
 from condense.data import load_dataset
 from condense.errors import CondenseError
-from condense.models import create_model, save_network
+from condense.models import create_model, read_network_info, save_network
 from condense.patches import patchify
 from condense.store import SynthSet
 from condense.synth import bins as bins_module
@@ -17,6 +23,7 @@ from condense.synth.bins import Bins, allocate, bin_sizes, generate_bins, load_b
 from condense.synth.grad_embed import GradEmbedding
 from condense.synth.saliency import class_activation, patch_scores
 from condense.synth.submodular import greedy_graphcut
+from condense.teachers import CATALOG, write_catalog
 
 FAST = {"model_args": {"width": 8}, "device": "cpu", "embed_epochs": 1, "max_per_class": 40}
 MAE_ARGS = {"patch": 2, "dim": 8, "depth": 1, "heads": 2, "decoder_dim": 8, "decoder_depth": 1, "mlp_ratio": 1.0}
@@ -25,6 +32,14 @@ MAE_ARGS = {"patch": 2, "dim": 8, "depth": 1, "heads": 2, "decoder_dim": 8, "dec
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+
+
+def tiny_mae(path):
+    """A tiny untrained masked autoencoder of digits (2-px patches) saved as a network file, role autoencoder."""
+    torch.manual_seed(0)
+    return save_network(str(path), create_model("MAE", 1, 1, (8, 8), **MAE_ARGS), architecture="MAE",
+                        model_args=MAE_ARGS, channels=1, num_classes=1, image_size=(8, 8), role="autoencoder",
+                        dataset="digits", dataset_fingerprint=load_dataset("digits", max_per_class=40).fingerprint())
 
 
 def toy_embedding(n, seed=0):
@@ -92,7 +107,6 @@ def test_bins_file_round_trips_and_refuses_other_data(tmp_path):
         load_bins(path, expect, 6)
     with pytest.raises(CondenseError, match="made with num_bins 3, not this run's 4"):
         load_bins(path, {**expect, "num_bins": 4}, 5)
-    import h5py
     with h5py.File(path, "r+") as f:
         f["bin"][0] = 2
     with pytest.raises(CondenseError, match="fails its checksum"):
@@ -122,10 +136,7 @@ def test_dq_samples_the_cached_bins_again_at_another_ipc(monkeypatch):
 
 def test_pixel_quantisation_stores_kept_patches_that_decode_bit_exact(tmp_path, monkeypatch):
     data = load_dataset("digits", max_per_class=40)
-    torch.manual_seed(0)
-    mae = save_network(str(tmp_path / "mae.h5"), create_model("MAE", 1, 1, (8, 8), **MAE_ARGS), architecture="MAE",
-                       model_args=MAE_ARGS, channels=1, num_classes=1, image_size=(8, 8), role="autoencoder",
-                       dataset="digits", dataset_fingerprint=data.fingerprint())
+    mae = tiny_mae(tmp_path / "mae.h5")
     synth = distill("dq", "digits", 3, mae=mae, mask_ratio=0.25, out=str(tmp_path / "dq.h5"), **FAST)
     plain = distill("dq", "digits", 3, pixel=False, **FAST)
     assert torch.equal(synth.source_indices, plain.source_indices)  # the same images, with and without drop
@@ -169,3 +180,75 @@ def test_patches_are_ranked_by_the_class_activation_map():
     assert torch.allclose(class_activation(net, x, "gradcam++"), want, atol=1e-6)
     with pytest.raises(CondenseError, match="no spatial feature map"):
         class_activation(create_model("MLP", 1, 10, (8, 8), width=8), x)
+
+
+@pytest.fixture
+def teachers(tmp_path, monkeypatch):
+    """An empty catalogued teacher folder, made $CONDENSE_TEACHERS."""
+    folder = str(tmp_path / "teachers")
+    os.makedirs(folder)
+    write_catalog(folder)
+    monkeypatch.setenv("CONDENSE_TEACHERS", folder)
+    return folder
+
+
+def dq_argv(mae, out):
+    return ["distill", "--method", "dq", "--dataset", "digits", "--ipc", "1", "--max-per-class", "40", "--model-args",
+            '{"width": 8}', "--device", "cpu", "--quiet", "--set", "embed_epochs=1", "--set", "mask_ratio=0.25",
+            "--set", f"mae={mae}", "--out", out]
+
+
+def one_sentence(capsys, argv, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert all(n in err for n in needles) and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_the_set_names_its_mae_by_checksum_and_a_rerun_finds_it_in_the_teacher_folder(teachers, tmp_path):
+    mae = tiny_mae(os.path.join(teachers, "digits_mae.h5"))
+    checksum = read_network_info(mae).checksum
+    out = str(tmp_path / "dq.h5")
+    distill("dq", "digits", 1, mae=mae, mask_ratio=0.25, out=out, **FAST)
+    back = SynthSet.load(out)
+    ref = back.config["mae"]
+    assert (ref["checksum"], ref["file"], ref["role"], ref["architecture"]) == (checksum, "digits_mae.h5",
+                                                                                "autoencoder", "MAE")
+    assert back.config["method_config"]["mae"] == checksum and "path" not in ref
+    assert str(tmp_path) not in json.dumps(back.config) + json.dumps(back.decoder)  # no path anywhere
+    write_catalog(teachers)
+    (row,) = json.load(open(os.path.join(teachers, CATALOG)))["teachers"]
+    assert (row["file"], row["role"], row["checksum"], row["num_classes"]) == ("digits_mae.h5", "autoencoder",
+                                                                               checksum, None)
+    moved = os.path.join(teachers, "renamed.h5")
+    os.replace(mae, moved)
+    again = distill("dq", "digits", 1, **{**FAST, **back.config["method_config"]})  # a re-run from the set
+    assert again.config["mae"]["file"] == "renamed.h5" and torch.equal(again.images, back.images)
+    assert torch.equal(again.decoder_arrays["keep"], back.decoder_arrays["keep"])
+    old = distill("dq", "digits", 1, mae=str(tmp_path / "gone" / "renamed.h5"), mask_ratio=0.25, **FAST)
+    assert old.config["mae"]["checksum"] == checksum  # an older set's path, gone: its file name in the folder
+    decoded, _ = back.decode()
+    os.remove(moved)
+    assert torch.equal(SynthSet.load(out).decode()[0], decoded)  # decoding needs no MAE file
+    write_catalog(teachers)
+    (row,) = json.load(open(os.path.join(teachers, CATALOG)))["teachers"]
+    assert row["file"] == "digits_mae.h5"  # an absent MAE's row is kept, as an SSL target's
+
+
+def test_a_missing_mae_is_one_sentence_with_the_rebuild_command(teachers, tmp_path, capsys):
+    out = str(tmp_path / "dq.h5")
+    one_sentence(capsys, dq_argv("ab" * 32, out), "dq's option mae names", "which is not in",
+                 f"condense mae --dataset digits --out {os.path.join(teachers, 'NAME.h5')}")
+    one_sentence(capsys, dq_argv(str(tmp_path / "gone" / "m.h5"), out), "does not exist",
+                 f"condense mae --dataset digits --out {os.path.join(teachers, 'm.h5')}")
+    assert not os.path.exists(out)
+
+
+def test_a_tampered_mae_is_refused(teachers, tmp_path, capsys):
+    mae = tiny_mae(os.path.join(teachers, "digits_mae.h5"))
+    checksum = read_network_info(mae).checksum
+    with h5py.File(mae, "r+") as f:  # the weights no longer match the recorded checksum
+        name = next(k for k in sorted(f["state"]) if k.endswith("weight"))
+        f["state"][name][...] = f["state"][name][()] + 1.0
+    one_sentence(capsys, dq_argv(checksum, str(tmp_path / "dq.h5")), "fails its checksum")
+    one_sentence(capsys, dq_argv(mae, str(tmp_path / "dq.h5")), "fails its checksum")

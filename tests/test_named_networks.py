@@ -129,6 +129,8 @@ def test_an_older_set_with_a_path_is_still_read(made, teachers, tmp_path):
     assert find_network(old, where="the set", rebuild="-", give="-") == elsewhere
     shutil.move(elsewhere, os.path.join(teachers, "ssl_old.h5"))  # the path is gone: by checksum in the folder
     assert find_network(old, where="the set", rebuild="-", give="-") == os.path.join(teachers, "ssl_old.h5")
+    again = distill("krr_st", SOURCE, 2, **{**KRR, "target": elsewhere})  # an older set's option: a path, gone
+    assert again.config["target"]["file"] == "ssl_old.h5"
 
 
 def one_sentence(capsys, argv, needle):

@@ -45,10 +45,11 @@ def same_data(recorded: str, row_dataset: str) -> bool:
 
 
 def network_file(synth: SynthSet, kind: str) -> str:
-    """The file name of the network a set was distilled with: krr_st's SSL target (named by checksum, with the file
-    name as a hint), dq's masked autoencoder (the option's path)."""
-    if kind == "ssl":
-        return file_hint(synth.config.get("target") or {})
+    """The file name of the network a set was distilled with, krr_st's SSL target or dq's masked autoencoder: named
+    by checksum with the file name as a hint, or (dq sets made before that) the option's path."""
+    named = synth.config.get({"ssl": "target", "mae": "mae"}[kind])
+    if isinstance(named, dict):
+        return file_hint(named)
     return os.path.basename(str(synth.config["method_config"].get(kind, "")))
 
 

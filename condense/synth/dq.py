@@ -11,7 +11,12 @@ Selection plus compression of real data, in three stages:
    only the kept ones stored (``condense.patches``); at decode time a masked autoencoder fills the holes. DQ
    uses the pretrained MAE ViT-L/16; here it is a small MAE trained on the real training split (``condense mae``,
    ``--set mae=FILE.h5``, any network file with role ``autoencoder`` of the registry's ``MAE`` that fits the
-   images), and its weights are stored inside the set, so ``storage_bytes`` counts them (``decoder_network``).
+   images, or the checksum of one in the teacher folder), and its weights are stored inside the set, so
+   ``storage_bytes`` counts them (``decoder_network``) and decoding needs no file. The set names the MAE by
+   checksum, never by path, as KRR-ST names its target (``config["mae"]``: ``condense.teachers.network_reference``;
+   ``method_config.mae`` is its checksum), so a re-run from the set finds it in ``$CONDENSE_TEACHERS``, else
+   ``synth_sets/teachers`` (``condense.teachers.option_file``); older sets recorded a path, still read when it
+   exists, else by its file name in that folder.
    ``fill`` "zero" leaves the holes at the dataset mean instead (an ablation: no network, no extra bytes).
 
 The set is the subset form of the SynthSet format: ``source_indices`` into the training split, then either the
@@ -31,6 +36,7 @@ from ..io import cache_root
 from ..models import load_network, read_network_info
 from ..patches import check_grid, grid_patch, keep_top, kept_count, pack
 from ..store import FILLS
+from ..teachers import network_reference, option_file
 from .base import register_method
 from .bins import Bins, generate_bins, load_bins, sample_bins, save_bins
 from .grad_embed import content_key
@@ -48,7 +54,8 @@ class DQConfig(GraphCutConfig):
     patch: int = 0              # patch side (0 = the MAE's, else the grid nearest DQ's 14×14)
     saliency: str = "gradcam++"  # gradcam++ (DQ) | gradcam
     fill: str = "mae"           # mae | zero (the dropped patches left at the dataset mean)
-    mae: str = ""               # the masked autoencoder, a network file from `condense mae`
+    mae: str = ""               # the masked autoencoder (`condense mae`): a network file, or the checksum of one in
+                                # the teacher folder. The set records it by checksum.
 
 
 @register_method
@@ -84,6 +91,9 @@ class DQ(GradientSelection):
             arrays.update({f"mae.{k}": v.detach().cpu().clone() for k, v in net.state_dict().items()})
         self.synth = self.new_synthset(pack(images, keep, patch), labels, source_indices=rows, decoder=decoder,
                                        decoder_arrays=arrays)
+        if mae:  # named by checksum, not where the file was: a re-run elsewhere finds it in the teacher folder
+            self.synth.config["mae"] = network_reference(mae[1])
+            self.synth.config["method_config"]["mae"] = mae[1].checksum
         return self.synth
 
     def check_pixel_options(self):
@@ -101,19 +111,26 @@ class DQ(GradientSelection):
             raise CondenseError("dq's pixel quantisation fills the dropped patches with a masked autoencoder: train "
                                 f"one with `condense mae --dataset {ds.name} --out mae.h5` and give --set mae=mae.h5 "
                                 "(or --set pixel=false, or --set fill=zero).")
-        info = read_network_info(cfg.mae)
+        path = self.mae_file()
+        info = read_network_info(path)
         c, h, w = ds.image_shape
         if info.role != "autoencoder" or info.architecture != "MAE":
-            raise CondenseError(f"{cfg.mae} holds a {info.architecture} network with role '{info.role}', not a "
+            raise CondenseError(f"{path} holds a {info.architecture} network with role '{info.role}', not a "
                                 f"masked autoencoder (role autoencoder, architecture MAE, from `condense mae`).")
         if (info.channels, *info.image_size) != (c, h, w):
             shape = "×".join(map(str, (info.channels, *info.image_size)))
-            raise CondenseError(f"The masked autoencoder {cfg.mae} takes {shape} images but {ds.name} has {c}×{h}×{w}.")
-        net, info = load_network(cfg.mae)  # checks the weights against their checksum
+            raise CondenseError(f"The masked autoencoder {path} takes {shape} images but {ds.name} has {c}×{h}×{w}.")
+        net, info = load_network(path)  # checks the weights against their checksum
         if cfg.patch and cfg.patch != net.patch:
             raise CondenseError(f"--set patch={cfg.patch} differs from the {net.patch}-pixel patches the masked "
-                                f"autoencoder {cfg.mae} fills; drop the option or train another MAE.")
+                                f"autoencoder {path} fills; drop the option or train another MAE.")
         return net, info
+
+    def mae_file(self) -> str:
+        """The file the ``mae`` option names: a network file, or the checksum of one in the teacher folder (how a
+        set's own options name it, so a re-run from the set finds it wherever it is)."""
+        return option_file(self.cfg.mae, role="autoencoder", architecture="MAE", where="dq's option mae",
+                           give="--set mae=FILE", rebuild=f"condense mae --dataset {self.ctx.dataset.name}")
 
     def bins(self, emb) -> Bins:
         """The bins of this data and embedding: read from ``bins_file``, else from the cache, else made and cached."""

@@ -36,7 +36,6 @@ pool is part of the checkpoint, so resume is bit-exact.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -48,11 +47,9 @@ from ..errors import CondenseError
 from ..kernels import Ridge, embed_in_chunks, feature_kernel, krr_predict
 from ..models import create_model, load_network
 from ..seeding import generator, seed_for
-from ..teachers import default_teachers_dir, find_network, network_reference
+from ..teachers import default_teachers_dir, network_reference, option_file
 from ..train import Labels, TrainRecipe, fit
 from .base import MethodConfig, Synthesizer, register_method
-
-_CHECKSUM = re.compile(r"[0-9a-f]{64}")  # a network file's SHA-256: how a set's config names its target
 
 
 @dataclass
@@ -159,12 +156,9 @@ class KRRST(Synthesizer):
             raise CondenseError("krr_st needs a self-supervised target network: train one with `condense ssl "
                                 f"--dataset {ds.name} --out {os.path.join(default_teachers_dir(), 'ssl.h5')}` and "
                                 "pass --set target=FILE.")
-        if os.path.isfile(cfg.target) or not _CHECKSUM.fullmatch(cfg.target):
-            return cfg.target  # a path (load_network refuses a missing one in one sentence)
-        folder = default_teachers_dir()
-        return find_network({"checksum": cfg.target, "role": "ssl", "architecture": "self-supervised target"},
-                            where="krr_st's option target", give="--set target=FILE",
-                            rebuild=f"condense ssl --dataset {ds.name} --out {os.path.join(folder, 'NAME.h5')}")
+        return option_file(cfg.target, role="ssl", architecture="self-supervised target",
+                           where="krr_st's option target", give="--set target=FILE",
+                           rebuild=f"condense ssl --dataset {ds.name}")
 
     def _load_target(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The frozen target network and how the set names it (``network_reference``: by checksum, no path)."""

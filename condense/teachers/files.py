@@ -4,11 +4,12 @@ A teacher is a network file (``condense.models.netfile``) with role ``teacher``,
 teachers`` as ``<data>_<architecture>_s<seed>.h5``. A run asks for teachers by a folder (every teacher in
 it trained on this run's data, sorted by file name), one file, or a comma-separated list of files; the
 default folder is ``$CONDENSE_TEACHERS``, else ``synth_sets/teachers`` of a source checkout, whose
-``catalog.json`` lists what it holds: its teachers and the self-supervised targets (role ``ssl``, written by
-``condense ssl``) that KRR-ST sets name by checksum (``condense.teachers.named``). Each teacher is checked (role, classes, image size, the data
-fingerprint, BatchNorm when a method reads its statistics) before its weights are read, and its weights
-against their checksum; every refusal is one sentence. A set labelled at train time names its teachers by
-``reference_of`` (their checksums), which ``check_reference`` verifies.
+``catalog.json`` lists what it holds: its teachers, the self-supervised targets (role ``ssl``, written by
+``condense ssl``) that KRR-ST sets name by checksum and the masked autoencoders (role ``autoencoder``, written by
+``condense mae``) that DQ sets name so (``condense.teachers.named``). Each teacher is checked (role, classes,
+image size, the data fingerprint, BatchNorm when a method reads its statistics) before its weights are read, and
+its weights against their checksum; every refusal is one sentence. A set labelled at train time names its
+teachers by ``reference_of`` (their checksums), which ``check_reference`` verifies.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from ..errors import CondenseError
 from ..models import NetworkInfo, create_model, has_batchnorm, load_network, read_network_info
 from ..models.catalog import CATALOG, network_infos, read_network_catalog, write_network_catalog
 _OWNED = (CATALOG, "README.md")
-CATALOG_ROLES = ("teacher", "ssl")  # the network files a teacher folder's catalog lists
+CATALOG_ROLES = ("teacher", "ssl", "autoencoder")  # the network files a teacher folder's catalog lists
+_NOT_COMMITTED = ("ssl", "autoencoder")  # rebuilt by the command their sets name: rows outlive absent files
 
 
 @dataclass
@@ -159,7 +161,8 @@ def find_reference(reference: dict, folder: Optional[str] = None, role: str = "t
 
 def _catalog_row(info: NetworkInfo) -> dict:
     """What the catalog says of one network file: its role, data, architecture, skill, recipe and checksum (a
-    self-supervised target's skill is the 1-NN accuracy of its representation; it has no classes)."""
+    self-supervised target's skill is the 1-NN accuracy of its representation, a masked autoencoder's the error of
+    its fill on dropped test patches; neither has classes)."""
     row = {"file": os.path.basename(info.path), "role": info.role, "dataset": info.dataset,
            "dataset_fingerprint": info.dataset_fingerprint, "architecture": info.architecture,
            "model_args": info.model_args, "num_classes": info.num_classes, "image_shape": [info.channels,
@@ -169,17 +172,21 @@ def _catalog_row(info: NetworkInfo) -> dict:
     if info.role == "ssl":
         row.update(num_classes=None, knn1_accuracy=info.metrics.get("knn1_accuracy"),
                    feature_dim=info.metrics.get("feature_dim"))
+    elif info.role == "autoencoder":
+        fill = [v for k, v in sorted(info.metrics.items()) if k.startswith("test_mse_dropped_")]
+        row.update(num_classes=None, test_mse_dropped=fill[0] if fill else None, patch=info.metrics.get("patch"))
     return row
 
 
 def write_catalog(folder: str) -> str:
-    """``folder/catalog.json``: one row per teacher and self-supervised target file (``CATALOG_ROLES``), read
-    back from the files themselves. Rows of self-supervised targets whose file is absent are kept: those files
-    are not committed (rebuilt by the command their sets name), and a clone that rewrites the catalog must not
-    forget them; a teacher's row goes with its file, as teachers are committed and loaded from the files."""
+    """``folder/catalog.json``: one row per teacher, self-supervised target and masked autoencoder file
+    (``CATALOG_ROLES``), read back from the files themselves. Rows of targets and autoencoders whose file is absent
+    are kept: those files are not committed (rebuilt by the command their sets name), and a clone that rewrites
+    the catalog must not forget them; a teacher's row goes with its file, as teachers are committed and loaded
+    from the files."""
     old = read_network_catalog(folder, "teachers", "Teacher catalog")
     return write_network_catalog(folder, "teachers", CATALOG_ROLES, _catalog_row,
-                                 kept=[r for r in old if r.get("role") == "ssl"])
+                                 kept=[r for r in old if r.get("role") in _NOT_COMMITTED])
 
 
 def record_in_catalog(path: str) -> Optional[str]:

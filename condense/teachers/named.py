@@ -1,23 +1,29 @@
-"""Single networks a set names by checksum, other than its teachers: KRR-ST's self-supervised target.
+"""Single networks a set names by checksum, other than its teachers: KRR-ST's self-supervised target and DQ's
+masked autoencoder.
 
 A KRR-ST set (Lee et al., ICLR 2024; official db-Lee/selfsup_dd) learns its regression targets against a
 target network (``condense ssl``, role ``ssl``), and the transfer evaluation's random-subset baseline regresses
-on that same network. The set names it the way relabel sets name their teachers: by ``network_reference``
+on that same network; a DQ set (Zhou et al., ICCV 2023) is made with a masked autoencoder (``condense mae``, role
+``autoencoder``). A set names such a network the way relabel sets name their teachers: by ``network_reference``
 (checksum, role, architecture and its arguments, the data and its fingerprint, the file name as a hint, and the
-training record, from which the command that rebuilds it is written). ``find_network`` finds the file, in this
-order: a file the user gives (refused when its checksum is another), the file with that checksum in the teacher
-folder (``$CONDENSE_TEACHERS``, else ``synth_sets/teachers``, through ``find_reference``), and, for sets made
-before references were portable, the absolute path they recorded, then their file name in the teacher folder
-(each checked against the checksum). When none is there, one sentence says how to get it back.
+training record, from which the command that rebuilds it is written), and the method option that gave it holds
+its checksum, which ``option_file`` resolves. ``find_network`` finds the file, in this order: a file the user
+gives (refused when its checksum is another), the file with that checksum in the teacher folder
+(``$CONDENSE_TEACHERS``, else ``synth_sets/teachers``, through ``find_reference``), and, for sets made before
+references were portable, the absolute path they recorded, then their file name in the teacher folder (each
+checked against the checksum). When none is there, one sentence says how to get it back.
 """
 from __future__ import annotations
 
 import os
+import re
 from typing import Optional
 
 from ..errors import CondenseError
 from ..models import NetworkInfo, read_network_info
 from .files import default_teachers_dir, find_reference
+
+CHECKSUM = re.compile(r"[0-9a-f]{64}")  # a network file's SHA-256: how a set's options name a network
 
 
 def network_reference(info: NetworkInfo) -> dict:
@@ -76,3 +82,23 @@ def find_network(reference: dict, *, where: str, rebuild: str, give: str, given:
     raise CondenseError(f"{where} names the network {describe(reference)}, which is not in {folder} "
                         f"($CONDENSE_TEACHERS chooses the folder); rebuild it there with `{rebuild}`, or pass its "
                         f"file with {give}.")
+
+
+def option_file(value: str, *, role: str, architecture: str, where: str, give: str, rebuild: str) -> str:
+    """The network file a method option names (krr_st's ``target``, dq's ``mae``): a file, or the checksum of a
+    file of ``role`` in the teacher folder (how a set's own options name it, so a re-run or a resumed run finds it
+    wherever it moved). Sets made before that recorded a path, which may be gone: then its file name in the teacher
+    folder is taken. ``rebuild`` is the command that makes the network, without ``--out``: the sentence that
+    refuses a missing one adds where to write it."""
+    if os.path.isfile(value):
+        return value
+    folder = default_teachers_dir()
+    if CHECKSUM.fullmatch(value):
+        return find_network({"checksum": value, "role": role, "architecture": architecture}, where=where, give=give,
+                            rebuild=f"{rebuild} --out {os.path.join(folder, 'NAME.h5')}", folder=folder)
+    name = os.path.basename(value)
+    if name and os.path.isfile(os.path.join(folder, name)):
+        return os.path.join(folder, name)
+    raise CondenseError(f"{where} names the network file {value}, which does not exist (nor does {name or 'it'} in "
+                        f"{folder}: $CONDENSE_TEACHERS chooses the folder); rebuild it there with `{rebuild} --out "
+                        f"{os.path.join(folder, name or 'NAME.h5')}`, or pass its file or checksum with {give}.")
