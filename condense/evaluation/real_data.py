@@ -75,12 +75,13 @@ def own_data(synth: SynthSet, name: str, root: Optional[str], held: bool, own: b
         if not other_layout(name, root):
             raise
         tree = load_dataset(name, root=root, layout="folder", **load)
-        if seen_fingerprint(synth, tree, held) != expected_fingerprint(synth):
-            raise CondenseError(f"Neither torchvision's files for '{name}' (fingerprint "
-                                f"{seen_fingerprint(synth, data, held)}) nor the image tree {name.split('@')[0]}/ (fingerprint "
-                                f"{seen_fingerprint(synth, tree, held)}) in the data root is the data the set was made "
-                                f"from (fingerprint {expected_fingerprint(synth)}); point --data-root (or "
-                                f"$CONDENSE_DATA) at that data.") from None
+        files_seen, tree_seen, expected = (seen_fingerprint(synth, data, held), seen_fingerprint(synth, tree, held),
+                                           expected_fingerprint(synth))
+        if tree_seen != expected:
+            raise CondenseError(f"Neither torchvision's files for '{name}' (fingerprint {files_seen}) nor the image "
+                                f"tree {name.split('@')[0]}/ (fingerprint {tree_seen}) in the data root is the data "
+                                f"the set was made from (fingerprint {expected}); point --data-root (or "
+                                "$CONDENSE_DATA) at that data.") from None
         data = tree
     return data
 
